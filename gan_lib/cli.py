@@ -1,0 +1,99 @@
+"""The ``gan-lib`` command line.
+
+gan-lib train mnist|cifar10|fashion-cgan [--epochs N] [--out DIR] [--checkpoint-every N]
+                                         [--limit N] [--seed S] [--data-dir DIR]
+gan-lib sample RUN_DIR --n N --out FILE.npz
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from gan_lib.specs import DEFAULT_RECIPE, MODEL_SPECS, RECIPES
+
+    parser = argparse.ArgumentParser(prog="gan-lib", description="Train, sample and evaluate the course's GANs.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train a model into a run folder (resumes if it has a checkpoint)")
+    train.add_argument("model", choices=list(MODEL_SPECS))
+    train.add_argument("--epochs", type=_positive_int, default=None, help="total epochs (default: the assignment's)")
+    train.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<model>)")
+    train.add_argument("--checkpoint-every", type=_positive_int, default=15, help="epochs between checkpoints")
+    train.add_argument("--limit", type=_positive_int, default=None, help="use only the first N training images")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--data-dir", type=Path, default=None, help="folder holding the dataset files")
+    train.add_argument("--batch-size", type=_positive_int, default=None)
+    train.add_argument("--recipe", choices=list(RECIPES), default=DEFAULT_RECIPE)
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    sample = sub.add_parser("sample", help="draw images from a run's latest generator into an .npz")
+    sample.add_argument("run_dir", type=Path)
+    sample.add_argument("--n", type=_positive_int, required=True)
+    sample.add_argument("--out", type=Path, required=True)
+    sample.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from gan_lib.runs import train_model
+
+    _, history, run_dir = train_model(
+        args.model,
+        epochs=args.epochs,
+        out=args.out,
+        checkpoint_every=args.checkpoint_every,
+        limit=args.limit,
+        seed=args.seed,
+        data_dir=args.data_dir,
+        batch_size=args.batch_size,
+        recipe=args.recipe,
+        verbose=0 if args.quiet else 1,
+    )
+    print(f"run folder: {run_dir} ({len(history)} epochs in history.json; GIF: {run_dir / 'progress.gif'})")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from gan_lib.io import atomic_path
+    from gan_lib.runs import sample_run
+
+    x, labels = sample_run(args.run_dir, args.n, seed=args.seed)
+    arrays = {"x": x} if labels is None else {"x": x, "labels": labels}
+    out = args.out if args.out.suffix == ".npz" else args.out.with_suffix(".npz")
+    with atomic_path(out) as tmp:
+        np.savez(tmp, **arrays)
+    print(f"wrote {len(x)} images {x.shape[1:]} to {out}" + (" with labels" if labels is not None else ""))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from gan_lib.checks import InputError
+    from gan_lib.data import DatasetError, DatasetNotFoundError
+
+    args = build_parser().parse_args(argv)
+    handlers = {"train": cmd_train, "sample": cmd_sample}
+    try:
+        return handlers[args.command](args)
+    except (InputError, DatasetError, DatasetNotFoundError) as exc:
+        print(f"gan-lib {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: the run resumes from its last checkpoint when started again.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""Generator and discriminator builders, one pair for every model in the kit.
+
+The builders are parameterised (latent size, image shape, number of classes,
+filter widths), so MNIST, CIFAR-10 and the conditional Fashion-MNIST model
+are three calls, not three copies:
+
+>>> g = build_generator(latent_dim=100, image_shape=(28, 28, 1))          # MNIST, the TF tutorial's net
+>>> d = build_discriminator(image_shape=(28, 28, 1))
+>>> g_c = build_generator(100, (28, 28, 1), num_classes=10)               # cGAN: takes [noise, label]
+>>> d_c = build_discriminator((28, 28, 1), num_classes=10)                # cGAN: takes [image, label]
+
+Generators map noise (B, latent_dim) [and labels (B,)] to images
+(B, H, W, C) in [-1, 1] (tanh). Discriminators map images (B, H, W, C)
+[and labels (B,)] to one raw logit per image, (B, 1): no sigmoid, because the
+losses use ``from_logits=True``.
+
+A conditional network embeds the label (``Embedding(num_classes, 50)``),
+projects it with a Dense layer to one H×W plane and concatenates that plane
+as an extra channel: to the generator's first feature map, and to the
+discriminator's input image.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+from keras import layers
+
+
+def _upsampling_plan(image_size: int, num_layers: int) -> tuple[int, list[int]]:
+    """Start size and per-layer strides that grow a feature map to ``image_size``.
+
+    Uses as many stride-2 layers as possible (at most ``num_layers``) while the
+    starting map stays at least 4 pixels wide; the remaining layers have stride 1.
+    28 with 3 layers gives start 7 and strides [1, 2, 2] (the TF tutorial);
+    32 gives start 4 and [2, 2, 2]; 64 with 4 layers gives start 4 and [2, 2, 2, 2].
+    """
+    doublings = 0
+    for k in range(num_layers, -1, -1):
+        if image_size % (2**k) == 0 and image_size // (2**k) >= 4:
+            doublings = k
+            break
+    start = image_size // (2**doublings)
+    strides = [1] * (num_layers - doublings) + [2] * doublings
+    return start, strides
+
+
+def _activation(kind: str) -> layers.Layer:
+    if kind == "leaky_relu":
+        return layers.LeakyReLU(negative_slope=0.3)
+    if kind == "leaky_relu_0.2":
+        return layers.LeakyReLU(negative_slope=0.2)
+    if kind == "relu":
+        return layers.ReLU()
+    raise ValueError(f"unknown activation {kind!r}; use 'leaky_relu', 'leaky_relu_0.2' or 'relu'")
+
+
+def _label_plane(labels, num_classes: int, height: int, width: int, embedding_dim: int, prefix: str):
+    """Embed integer labels (B,) and project them to one (B, height, width, 1) plane."""
+    x = layers.Embedding(num_classes, embedding_dim, name=f"{prefix}_label_embedding")(labels)
+    x = layers.Dense(height * width, name=f"{prefix}_label_projection")(x)
+    return layers.Reshape((height, width, 1), name=f"{prefix}_label_plane")(x)
+
+
+def build_generator(
+    latent_dim: int = 100,
+    image_shape: tuple[int, int, int] = (28, 28, 1),
+    num_classes: int | None = None,
+    *,
+    project_filters: int = 256,
+    hidden_filters: tuple[int, ...] = (128, 64),
+    kernel_size: int = 5,
+    activation: str = "leaky_relu",
+    batchnorm_momentum: float = 0.99,
+    kernel_initializer: str | keras.initializers.Initializer = "glorot_uniform",
+    embedding_dim: int = 50,
+    name: str | None = None,
+) -> keras.Model:
+    """A DCGAN generator: noise (B, latent_dim) [, labels (B,)] -> images (B, *image_shape) in [-1, 1].
+
+    Dense projection to ``start×start×project_filters``, BatchNorm, activation,
+    reshape; then one Conv2DTranspose + BatchNorm + activation per entry of
+    ``hidden_filters``; then a tanh Conv2DTranspose to the image's channels.
+    With the defaults and a 28×28×1 image this is the TF DCGAN tutorial's
+    generator exactly: Dense 7·7·256, then 128 (stride 1), 64 (stride 2),
+    1 (stride 2, tanh).
+    """
+    height, width, channels = image_shape
+    if height != width:
+        raise ValueError(f"square images only; got {image_shape}")
+    start, strides = _upsampling_plan(height, len(hidden_filters) + 1)
+    init = keras.initializers.get(kernel_initializer)
+    noise = keras.Input(shape=(latent_dim,), name="noise")
+    x = layers.Dense(start * start * project_filters, use_bias=False, kernel_initializer=init, name="project")(noise)
+    x = layers.BatchNormalization(momentum=batchnorm_momentum)(x)
+    x = _activation(activation)(x)
+    x = layers.Reshape((start, start, project_filters))(x)
+    inputs = [noise]
+    if num_classes is not None:
+        label = keras.Input(shape=(), dtype="int32", name="label")
+        inputs.append(label)
+        x = layers.Concatenate(name="noise_and_label")(
+            [x, _label_plane(label, num_classes, start, start, embedding_dim, "g")]
+        )
+    for filters, stride in zip(hidden_filters, strides[:-1]):
+        x = layers.Conv2DTranspose(
+            filters, kernel_size, strides=stride, padding="same", use_bias=False, kernel_initializer=init
+        )(x)
+        x = layers.BatchNormalization(momentum=batchnorm_momentum)(x)
+        x = _activation(activation)(x)
+    x = layers.Conv2DTranspose(
+        channels, kernel_size, strides=strides[-1], padding="same", use_bias=False, kernel_initializer=init
+    )(x)
+    images = layers.Activation("tanh", dtype="float32", name="tanh")(x)
+    default = "conditional_generator" if num_classes is not None else "generator"
+    return keras.Model(inputs if num_classes is not None else noise, images, name=name or default)
+
+
+def build_discriminator(
+    image_shape: tuple[int, int, int] = (28, 28, 1),
+    num_classes: int | None = None,
+    *,
+    filters: tuple[int, ...] = (64, 128),
+    kernel_size: int = 5,
+    dropout: float = 0.3,
+    activation: str = "leaky_relu",
+    batchnorm: bool = False,
+    kernel_initializer: str | keras.initializers.Initializer = "glorot_uniform",
+    embedding_dim: int = 50,
+    name: str | None = None,
+) -> keras.Model:
+    """A DCGAN discriminator: images (B, *image_shape) [, labels (B,)] -> logits (B, 1).
+
+    One stride-2 Conv2D + activation (+ Dropout) per entry of ``filters``, then
+    Flatten and Dense(1) with no activation. With the defaults this is the TF
+    DCGAN tutorial's discriminator. ``batchnorm=True`` adds BatchNorm after
+    every convolution but the first (Radford et al., 2016).
+    """
+    height, width, _ = image_shape
+    init = keras.initializers.get(kernel_initializer)
+    image = keras.Input(shape=image_shape, name="image")
+    x = image
+    inputs = [image]
+    if num_classes is not None:
+        label = keras.Input(shape=(), dtype="int32", name="label")
+        inputs.append(label)
+        x = layers.Concatenate(name="image_and_label")(
+            [x, _label_plane(label, num_classes, height, width, embedding_dim, "d")]
+        )
+    for i, f in enumerate(filters):
+        x = layers.Conv2D(f, kernel_size, strides=2, padding="same", kernel_initializer=init)(x)
+        if batchnorm and i > 0:
+            x = layers.BatchNormalization()(x)
+        x = _activation(activation)(x)
+        if dropout:
+            x = layers.Dropout(dropout)(x)
+    x = layers.Flatten()(x)
+    logits = layers.Dense(1, dtype="float32", kernel_initializer=init, name="logit")(x)
+    default = "conditional_discriminator" if num_classes is not None else "discriminator"
+    return keras.Model(inputs if num_classes is not None else image, logits, name=name or default)
+
+
+def count_params(model: keras.Model) -> int:
+    """Number of trainable parameters."""
+    return int(sum(math.prod(v.shape) for v in model.trainable_variables))

@@ -1,0 +1,182 @@
+"""Run folders: train a named model into one, and read a finished one back.
+
+A run folder holds everything one training run writes::
+
+    run_dir/
+      config.json        model, recipe, seed, batch size, data source
+      history.json       one record per epoch (losses, D accuracies, seconds, metrics)
+      losses.png         the curves of history.json
+      grids/epoch_NNNN.png   the fixed-noise grid after each epoch
+      progress.gif       all the grids, in order
+      checkpoints/       full training state (tf.train.CheckpointManager)
+      generator.keras    the sampling generator at the latest checkpoint
+
+``gan-lib train`` and the notebooks create them; ``gan-lib sample`` and
+``gan-lib evaluate`` read them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from gan_lib import data as data_lib
+from gan_lib.checks import InputError
+from gan_lib.io import atomic_write_json
+from gan_lib.specs import DEFAULT_RECIPE, ModelSpec, get_recipe, get_spec
+
+SMOKE_ENV = "GAN_LIB_SMOKE"
+SMOKE_LIMIT = 512
+SMOKE_BATCH = 64
+
+
+def smoke_mode() -> bool:
+    """True when ``GAN_LIB_SMOKE=1``: notebooks and commands shrink to a seconds-long run."""
+    return os.environ.get(SMOKE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def default_run_dir(name: str, base: str | os.PathLike = "runs") -> Path:
+    """``runs/<name>`` normally; a fresh temporary folder in smoke mode (so smoke runs never resume)."""
+    if smoke_mode():
+        return Path(tempfile.mkdtemp(prefix=f"gan-lib-smoke-{name}-"))
+    return Path(base) / name
+
+
+def load_training_data(
+    spec: ModelSpec, *, data_dir: str | os.PathLike | None = None, limit: int | None = None
+) -> data_lib.Dataset:
+    """The spec's dataset, full if it can be found, else the bundled sample (loudly).
+
+    In smoke mode it is the bundled sample on purpose. ``limit`` keeps the
+    first N training images.
+    """
+    dataset = data_lib.load_dataset(spec.dataset, data_dir, allow_sample=True, sample=smoke_mode())
+    if limit is not None:
+        if limit < 1:
+            raise InputError(f"--limit must be a positive number of images; got {limit}.")
+        dataset.x_train, dataset.y_train = dataset.x_train[:limit], dataset.y_train[:limit]
+    return dataset
+
+
+def write_config(run_dir: Path, config: dict[str, Any]) -> None:
+    """Write ``config.json``; refuse to mix two different models in one folder."""
+    path = run_dir / "config.json"
+    if path.exists():
+        old = json.loads(path.read_text())
+        if old.get("model") != config.get("model"):
+            raise InputError(
+                f"{run_dir} holds a run of model {old.get('model')!r}, not {config.get('model')!r}. "
+                "Use another --out folder, or delete this one to start over."
+            )
+    atomic_write_json(path, config)
+
+
+def train_model(
+    name: str,
+    *,
+    epochs: int | None = None,
+    out: str | os.PathLike | None = None,
+    checkpoint_every: int = 15,
+    limit: int | None = None,
+    seed: int = 0,
+    data_dir: str | os.PathLike | None = None,
+    batch_size: int | None = None,
+    recipe: str = DEFAULT_RECIPE,
+    verbose: int = 1,
+    epoch_callbacks=(),
+):
+    """Train model ``name`` ("mnist", "cifar10", "fashion-cgan") into a run folder.
+
+    Returns ``(trainer, history, run_dir)``. Resumes when the folder already
+    holds a checkpoint. In smoke mode: 1 epoch of a few steps on the sample.
+    """
+    from gan_lib.training import GANTrainer, train
+
+    spec = get_spec(name)
+    get_recipe(recipe)
+    keras.utils.set_random_seed(seed)
+    if smoke_mode():
+        epochs = 1 if epochs is None else min(epochs, 1)
+        limit = min(limit or SMOKE_LIMIT, SMOKE_LIMIT)
+        batch_size = min(batch_size or SMOKE_BATCH, SMOKE_BATCH)
+    epochs = spec.epochs if epochs is None else epochs
+    batch_size = batch_size or spec.batch_size
+    run_dir = Path(out) if out is not None else default_run_dir(name)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    dataset = load_training_data(spec, data_dir=data_dir, limit=limit)
+    write_config(
+        run_dir,
+        {
+            "model": name,
+            "recipe": recipe,
+            "seed": seed,
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "latent_dim": spec.latent_dim,
+            "num_classes": spec.num_classes,
+            "limit": limit,
+            "data_source": dataset.source,
+            "data_is_sample": dataset.is_sample,
+            "num_train_images": int(len(dataset.x_train)),
+        },
+    )
+    trainer = GANTrainer(
+        spec.build_generator(), spec.build_discriminator(),
+        recipe=recipe, latent_dim=spec.latent_dim, num_classes=spec.num_classes, seed=seed,
+    )  # fmt: skip
+    history = train(
+        trainer, dataset.x_train, dataset.y_train if spec.conditional else None,
+        epochs=epochs, run_dir=run_dir, batch_size=batch_size, checkpoint_every=checkpoint_every,
+        grid=spec.grid, class_names=dataset.class_names, verbose=verbose, epoch_callbacks=epoch_callbacks,
+    )  # fmt: skip
+    return trainer, history, run_dir
+
+
+def load_run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
+    path = Path(run_dir) / "config.json"
+    if not path.exists():
+        raise InputError(f"{run_dir} is not a run folder: it has no config.json. Train one with `gan-lib train`.")
+    return json.loads(path.read_text())
+
+
+def load_generator(run_dir: str | os.PathLike) -> keras.Model:
+    """The run's latest sampling generator, loaded in Keras' safe mode (no arbitrary code)."""
+    path = Path(run_dir) / "generator.keras"
+    if not path.exists():
+        raise InputError(
+            f"{run_dir} has no generator.keras yet: the run has not reached its first checkpoint. "
+            "Train longer, or lower --checkpoint-every."
+        )
+    return keras.saving.load_model(path, safe_mode=True, compile=False)
+
+
+def sample_run(run_dir: str | os.PathLike, n: int, seed: int = 0, batch_size: int = 500):
+    """Draw ``n`` images from a run's latest generator (inference mode).
+
+    Returns ``(x, labels)``: x float32 (n, H, W, C) in [-1, 1]; labels (n,)
+    int cycling 0-9 for a cGAN, else None.
+    """
+    if n < 1:
+        raise InputError(f"--n must be at least 1; got {n}.")
+    config = load_run_config(run_dir)
+    generator = load_generator(run_dir)
+    conditional = len(generator.inputs) == 2
+    latent_dim = generator.inputs[0].shape[-1]
+    noise = np.random.default_rng(seed).standard_normal((n, latent_dim)).astype(np.float32)
+    labels = None
+    if conditional:
+        num_classes = config.get("num_classes") or 10
+        labels = (np.arange(n) % num_classes).astype(np.int32)
+    out = []
+    for i in range(0, n, batch_size):
+        inputs = (
+            noise[i : i + batch_size] if labels is None else [noise[i : i + batch_size], labels[i : i + batch_size]]
+        )
+        out.append(np.asarray(generator(inputs, training=False), dtype=np.float32))
+    return np.concatenate(out), labels

@@ -1,0 +1,128 @@
+"""The kit's models and training recipes, by name.
+
+A :class:`ModelSpec` says which dataset a model trains on, how to build its
+two networks, and how its progress grid is laid out. A :class:`Recipe` holds
+the optimiser settings. The notebooks and the command line both look models
+up here, so ``gan-lib train mnist`` and ``01_dcgan_mnist.ipynb`` train the same thing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import keras
+
+from gan_lib import models
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Optimiser settings for one GAN run.
+
+    ``ema_decay``: if set, the grids, samples and metrics use an exponential
+    moving average of the generator's weights (Karras et al., 2018;
+    Yazıcı et al., 2019), which smooths out the generator's step-to-step jitter.
+    """
+
+    name: str
+    g_learning_rate: float
+    d_learning_rate: float
+    beta_1: float
+    ema_decay: float | None = None
+    label_smoothing: float = 0.0
+
+    def make_optimizers(self) -> tuple[keras.optimizers.Optimizer, keras.optimizers.Optimizer]:
+        """(generator optimizer, discriminator optimizer)."""
+        return (
+            keras.optimizers.Adam(self.g_learning_rate, beta_1=self.beta_1),
+            keras.optimizers.Adam(self.d_learning_rate, beta_1=self.beta_1),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+RECIPES: dict[str, Recipe] = {
+    # The TF DCGAN tutorial's settings, which the assignment uses: Adam(1e-4), default beta_1.
+    "tutorial": Recipe("tutorial", 1e-4, 1e-4, 0.9),
+    # Radford et al. (2016): Adam(2e-4, beta_1=0.5); plus an EMA of G's weights.
+    "dcgan": Recipe("dcgan", 2e-4, 2e-4, 0.5, ema_decay=0.999),
+}
+DEFAULT_RECIPE = "dcgan"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One of the kit's GANs: its data, its networks and its progress grid.
+
+    ``grid``: (rows, cols) of the fixed-noise image grid. For a conditional
+    model every column is one class (column j shows label j).
+    """
+
+    name: str
+    dataset: str
+    image_shape: tuple[int, int, int]
+    num_classes: int | None
+    grid: tuple[int, int]
+    epochs: int
+    batch_size: int = 256
+    latent_dim: int = 100
+    generator_kwargs: dict[str, Any] = field(default_factory=dict)
+    discriminator_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def conditional(self) -> bool:
+        return self.num_classes is not None
+
+    @property
+    def num_grid_samples(self) -> int:
+        return self.grid[0] * self.grid[1]
+
+    def build_generator(self, latent_dim: int | None = None) -> keras.Model:
+        return models.build_generator(
+            latent_dim or self.latent_dim, self.image_shape, self.num_classes, **self.generator_kwargs
+        )
+
+    def build_discriminator(self) -> keras.Model:
+        return models.build_discriminator(self.image_shape, self.num_classes, **self.discriminator_kwargs)
+
+
+MODEL_SPECS: dict[str, ModelSpec] = {
+    "mnist": ModelSpec("mnist", "mnist", (28, 28, 1), None, grid=(4, 4), epochs=50),
+    "cifar10": ModelSpec(
+        "cifar10",
+        "cifar10",
+        (32, 32, 3),
+        None,
+        grid=(7, 7),
+        epochs=100,
+        batch_size=128,
+        generator_kwargs={"project_filters": 256, "hidden_filters": (128, 64), "kernel_size": 4},
+        discriminator_kwargs={"filters": (64, 128, 256), "kernel_size": 4},
+    ),
+    "fashion-cgan": ModelSpec(
+        "fashion-cgan",
+        "fashion_mnist",
+        (28, 28, 1),
+        10,
+        grid=(10, 10),
+        epochs=100,
+        batch_size=128,
+    ),
+}
+
+
+def get_spec(name: str) -> ModelSpec:
+    """Look up a model by name, with a clear error for a typo."""
+    try:
+        return MODEL_SPECS[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(MODEL_SPECS)}") from None
+
+
+def get_recipe(name: str) -> Recipe:
+    try:
+        return RECIPES[name]
+    except KeyError:
+        raise ValueError(f"unknown recipe {name!r}; choose one of: {', '.join(RECIPES)}") from None

@@ -1,0 +1,351 @@
+"""Training: one train step for plain and conditional GANs, and the epoch loop.
+
+The step (:func:`gan_train_step`) is the TF DCGAN tutorial's, generalised:
+
+1. draw a batch of noise z ~ N(0, 1), shape (B, latent_dim);
+2. under two gradient tapes, generate fakes G(z[, y]) and score real and
+   fake images with D (logits, shape (B, 1));
+3. D's loss: real should score 1, fakes 0; G's loss: fakes should score 1
+   (the non-saturating loss, :mod:`gan_lib.losses`);
+4. each network takes one Adam step on its own loss;
+5. optionally, the EMA copy of G moves a little towards the new G.
+
+For a conditional GAN the batch's labels go to both networks: G draws a fake
+of class y, and D judges whether an (image, y) pair is real.
+
+:class:`GANTrainer` owns the networks, optimisers, noise RNG and checkpoint;
+:func:`train` runs epochs over in-memory uint8 arrays, writing grids, a GIF,
+a loss plot, ``history.json`` and checkpoints into one run folder, and picks
+up from the latest checkpoint there when started again.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from gan_lib import checks, losses, viz
+from gan_lib.data import iterate_batches
+from gan_lib.io import atomic_path, atomic_write_json
+from gan_lib.specs import DEFAULT_RECIPE, Recipe, get_recipe
+
+HISTORY_KEYS = ("epoch", "d_loss", "g_loss", "d_real_acc", "d_fake_acc", "seconds")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss became NaN or Inf; training stopped and the last good checkpoint is kept."""
+
+
+def gan_train_step(
+    generator: keras.Model,
+    discriminator: keras.Model,
+    g_optimizer: keras.optimizers.Optimizer,
+    d_optimizer: keras.optimizers.Optimizer,
+    images: tf.Tensor,
+    labels: tf.Tensor | None,
+    noise: tf.Tensor,
+    label_smoothing: float = 0.0,
+) -> dict[str, tf.Tensor]:
+    """One simultaneous update of D and G. The core shared by every training path.
+
+    ``images``: (B, H, W, C) float in [-1, 1]; ``labels``: (B,) int or None;
+    ``noise``: (B, latent_dim). Returns scalar tensors ``d_loss``, ``g_loss``,
+    ``d_real_acc`` (share of real images with logit > 0) and ``d_fake_acc``
+    (share of fakes with logit < 0).
+    """
+    g_inputs = noise if labels is None else [noise, labels]
+    with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
+        fakes = generator(g_inputs, training=True)
+        real_logits = discriminator(images if labels is None else [images, labels], training=True)
+        fake_logits = discriminator(fakes if labels is None else [fakes, labels], training=True)
+        d_loss = losses.discriminator_loss(real_logits, fake_logits, label_smoothing)
+        g_loss = losses.generator_loss(fake_logits)
+    g_grads = g_tape.gradient(g_loss, generator.trainable_variables)
+    d_grads = d_tape.gradient(d_loss, discriminator.trainable_variables)
+    g_optimizer.apply_gradients(zip(g_grads, generator.trainable_variables))
+    d_optimizer.apply_gradients(zip(d_grads, discriminator.trainable_variables))
+    return {
+        "d_loss": d_loss,
+        "g_loss": g_loss,
+        "d_real_acc": tf.reduce_mean(tf.cast(real_logits > 0, tf.float32)),
+        "d_fake_acc": tf.reduce_mean(tf.cast(fake_logits < 0, tf.float32)),
+    }
+
+
+class GANTrainer:
+    """Networks, optimisers, noise RNG, EMA generator and checkpoint of one GAN.
+
+    ``generator``: noise (B, latent_dim) [, labels (B,)] -> images in [-1, 1].
+    ``discriminator``: images [, labels] -> logits (B, 1). Both are checked
+    before anything trains (latent size, logits, the sigmoid-twice trap).
+    """
+
+    def __init__(
+        self,
+        generator: keras.Model,
+        discriminator: keras.Model,
+        *,
+        recipe: Recipe | str = DEFAULT_RECIPE,
+        latent_dim: int = 100,
+        num_classes: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
+        checks.check_latent_dim(generator, latent_dim)
+        losses.check_discriminator_outputs_logits(discriminator)
+        conditional = isinstance(generator.inputs, (list, tuple)) and len(generator.inputs) == 2
+        if conditional and num_classes is None:
+            raise checks.InputError("the generator takes (noise, label), so pass num_classes=... to GANTrainer.")
+        if not conditional and num_classes is not None:
+            raise checks.InputError(
+                f"num_classes={num_classes} was given, but the generator takes only noise. "
+                "Build a conditional generator (num_classes=...) or drop num_classes."
+            )
+        self.generator = generator
+        self.discriminator = discriminator
+        self.latent_dim = latent_dim
+        self.num_classes = num_classes
+        self.seed = seed
+        self.image_shape = tuple(generator.output_shape[1:])
+        d_shape = tuple((discriminator.inputs[0]).shape[1:])
+        if d_shape != self.image_shape:
+            raise checks.InputError(
+                f"the generator makes images of shape {self.image_shape} but the discriminator takes {d_shape}; "
+                "build both for the same image shape."
+            )
+        self.g_optimizer, self.d_optimizer = self.recipe.make_optimizers()
+        self.g_optimizer.build(generator.trainable_variables)
+        self.d_optimizer.build(discriminator.trainable_variables)
+        self.noise_rng = tf.random.Generator.from_seed(seed)
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        self.ema_generator: keras.Model | None = None
+        self.ema_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="ema_steps")
+        if self.recipe.ema_decay:
+            self.ema_generator = keras.models.clone_model(generator)
+            self.ema_generator.set_weights(generator.get_weights())
+        self.checkpoint = tf.train.Checkpoint(
+            generator=generator,
+            discriminator=discriminator,
+            g_optimizer=self.g_optimizer,
+            d_optimizer=self.d_optimizer,
+            noise_rng=self.noise_rng,
+            epoch=self.epoch,
+            ema_steps=self.ema_steps,
+            dropout_rng=_seed_states(discriminator) + _seed_states(generator),
+            **({"ema_generator": self.ema_generator} if self.ema_generator is not None else {}),
+        )
+        self._compiled_step = tf.function(self._step, jit_compile=False)
+
+    @property
+    def conditional(self) -> bool:
+        return self.num_classes is not None
+
+    @property
+    def sampler(self) -> keras.Model:
+        """The generator used for grids, samples and metrics: the EMA copy when there is one."""
+        return self.ema_generator if self.ema_generator is not None else self.generator
+
+    def _update_ema(self) -> None:
+        step = tf.cast(self.ema_steps.assign_add(1), tf.float32)
+        # Warm-up: early on the average forgets fast, so it is not stuck near the random init.
+        decay = tf.minimum(float(self.recipe.ema_decay), (1.0 + step) / (10.0 + step))
+        for ema_var, var in zip(self.ema_generator.trainable_variables, self.generator.trainable_variables):
+            ema_var.assign_sub((1.0 - decay) * (ema_var - var))
+        for ema_var, var in zip(self.ema_generator.non_trainable_variables, self.generator.non_trainable_variables):
+            ema_var.assign(var)
+
+    def _step(self, images, labels=None):
+        noise = self.noise_rng.normal([tf.shape(images)[0], self.latent_dim])
+        result = gan_train_step(
+            self.generator, self.discriminator, self.g_optimizer, self.d_optimizer,
+            images, labels, noise, self.recipe.label_smoothing,
+        )  # fmt: skip
+        if self.ema_generator is not None:
+            self._update_ema()
+        return result
+
+    def train_step(self, images, labels=None) -> dict[str, tf.Tensor]:
+        """One compiled step on a batch of images in [-1, 1] (and labels for a cGAN)."""
+        if self.conditional:
+            if labels is None:
+                raise checks.InputError("this is a conditional GAN: pass the batch's labels to train_step.")
+            return self._compiled_step(images, labels)
+        return self._compiled_step(images)
+
+    def generate(self, noise: np.ndarray, labels: np.ndarray | None = None, batch_size: int = 500) -> np.ndarray:
+        """Images (N, H, W, C) in [-1, 1] from ``sampler`` in inference mode (``training=False``)."""
+        out = []
+        for i in range(0, len(noise), batch_size):
+            inputs = noise[i : i + batch_size]
+            if self.conditional:
+                inputs = [inputs, np.asarray(labels[i : i + batch_size], np.int32)]
+            out.append(np.asarray(self.sampler(inputs, training=False)))
+        return np.concatenate(out)
+
+
+def _seed_states(model: keras.Model) -> list:
+    """The state variables of a model's random layers (Dropout's seed generators).
+
+    Keras does not put them in a ``tf.train.Checkpoint`` of the model, so they
+    are checkpointed separately: a resumed run then draws the same dropout
+    masks as an uninterrupted one.
+    """
+    return [v for v in model.non_trainable_variables if "seed_generator" in v.path]
+
+
+def grid_inputs(
+    num: int, latent_dim: int, seed: int, num_classes: int | None = None, cols: int | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The fixed noise (num, latent_dim) and, for a cGAN, labels of the progress grid.
+
+    For a cGAN the labels cycle 0..num_classes-1 along each row, so in a grid
+    of ``cols == num_classes`` columns, column j always shows class j.
+    """
+    noise = np.random.default_rng([seed, 7919]).standard_normal((num, latent_dim)).astype(np.float32)
+    if num_classes is None:
+        return noise, None
+    cols = cols or num_classes
+    labels = (np.arange(num) % cols) % num_classes
+    return noise, labels.astype(np.int32)
+
+
+def load_history(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """The records of ``run_dir/history.json`` (empty list if there is none)."""
+    path = Path(run_dir) / "history.json"
+    if not path.exists():
+        return []
+    return json.loads(path.read_text())
+
+
+def _check_finite(values: dict[str, float], epoch: int, step: int) -> None:
+    bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+    if bad:
+        raise NonFiniteLossError(
+            f"non-finite loss at epoch {epoch}, step {step}: {bad}. Training stopped; the last good checkpoint "
+            "is kept. Lower the learning rate, or check the data for NaNs."
+        )
+
+
+def train(
+    trainer: GANTrainer,
+    images: np.ndarray,
+    labels: np.ndarray | None = None,
+    *,
+    epochs: int,
+    run_dir: str | os.PathLike,
+    batch_size: int = 256,
+    checkpoint_every: int = 15,
+    grid: tuple[int, int] = (4, 4),
+    class_names: Sequence[str] | None = None,
+    steps_per_epoch: int | None = None,
+    epoch_callbacks: Sequence[Callable[[int, dict[str, Any]], None]] = (),
+    verbose: int = 1,
+) -> list[dict[str, Any]]:
+    """Train for ``epochs`` epochs (in total, counting resumed ones) and return the history.
+
+    ``images``: uint8 (N, H, W, C), 0-255; ``labels``: (N,) ints for a cGAN.
+    Writes into ``run_dir``: ``grids/epoch_NNNN.png`` every epoch,
+    ``history.json`` and ``losses.png`` every epoch, a checkpoint every
+    ``checkpoint_every`` epochs and at the end (``checkpoints/``, plus
+    ``generator.keras``, the sampling generator), and ``progress.gif`` at the end.
+    If ``run_dir`` already holds a checkpoint, training resumes from it.
+
+    ``epoch_callbacks``: functions ``f(epoch, record)`` called after each
+    epoch; they may add keys (metrics) to the record before it is saved.
+    """
+    run_dir = Path(run_dir)
+    checks.check_uint8_images(images, channels=trainer.image_shape[-1])
+    if tuple(images.shape[1:]) != trainer.image_shape:
+        raise checks.InputError(f"images have shape {images.shape[1:]}, but the model makes {trainer.image_shape}.")
+    checks.check_batch_size(batch_size, len(images))
+    if trainer.conditional:
+        if labels is None:
+            raise checks.InputError("a conditional GAN needs the labels: train(trainer, images, labels, ...).")
+        checks.check_labels(labels, trainer.num_classes, len(images))
+    else:
+        labels = None
+    rows, cols = grid
+    if trainer.conditional and cols != trainer.num_classes:
+        raise checks.InputError(f"a cGAN grid needs one column per class: use grid=(rows, {trainer.num_classes}).")
+
+    (run_dir / "grids").mkdir(parents=True, exist_ok=True)
+    manager = tf.train.CheckpointManager(trainer.checkpoint, run_dir / "checkpoints", max_to_keep=3)
+    start_epoch = restore_latest(trainer, manager, verbose)
+    history = [h for h in load_history(run_dir) if h["epoch"] <= start_epoch]
+    noise, grid_labels = grid_inputs(rows * cols, trainer.latent_dim, trainer.seed, trainer.num_classes, cols)
+    titles = list(class_names)[:cols] if (trainer.conditional and class_names) else None
+    steps = len(images) // batch_size if steps_per_epoch is None else min(steps_per_epoch, len(images) // batch_size)
+
+    for epoch in range(start_epoch + 1, epochs + 1):
+        started = time.perf_counter()
+        batches = iterate_batches(images, labels, batch_size, seed=trainer.seed, epoch=epoch, steps=steps)
+        progbar = keras.utils.Progbar(steps, verbose=verbose, stateful_metrics=["d_loss", "g_loss"])
+        sums = {"d_loss": 0.0, "g_loss": 0.0, "d_real_acc": 0.0, "d_fake_acc": 0.0}
+        pending: list[dict[str, tf.Tensor]] = []
+        for step, batch in enumerate(batches, start=1):
+            pending.append(trainer.train_step(*batch) if trainer.conditional else trainer.train_step(batch))
+            if step % 10 == 0 or step == steps:  # sync with the device only now and then
+                values = {k: float(np.mean([float(p[k]) for p in pending])) for k in sums}
+                _check_finite(values, epoch, step)
+                for k in sums:
+                    sums[k] += values[k] * len(pending)
+                pending.clear()
+                progbar.update(step, [("d_loss", values["d_loss"]), ("g_loss", values["g_loss"])])
+        record: dict[str, Any] = {"epoch": epoch, **{k: round(v / steps, 5) for k, v in sums.items()}}
+        trainer.epoch.assign(epoch)
+        viz.save_grid(
+            trainer.generate(noise, grid_labels), run_dir / "grids" / f"epoch_{epoch:04d}.png", rows, cols,
+            column_titles=titles, title=f"epoch {epoch}",
+        )  # fmt: skip
+        record["seconds"] = round(time.perf_counter() - started, 3)
+        for callback in epoch_callbacks:
+            callback(epoch, record)
+        history.append(record)
+        atomic_write_json(run_dir / "history.json", history)
+        viz.plot_history(history, run_dir / "losses.png")
+        import matplotlib.pyplot as plt
+
+        plt.close("all")
+        if epoch % checkpoint_every == 0 or epoch == epochs:
+            save_checkpoint(trainer, manager, run_dir)
+        if verbose:
+            print(
+                f"epoch {epoch}/{epochs}: d_loss {record['d_loss']:.4f}  g_loss {record['g_loss']:.4f}  "
+                f"D acc real {record['d_real_acc']:.2f} fake {record['d_fake_acc']:.2f}  "
+                f"{record['seconds']:.1f} s",
+                flush=True,
+            )
+    frames = sorted((run_dir / "grids").glob("epoch_*.png"))
+    frames = [f for f in frames if int(f.stem.split("_")[1]) <= max(epochs, start_epoch)]
+    if frames:
+        viz.make_gif(frames, run_dir / "progress.gif")
+    return history
+
+
+def save_checkpoint(trainer: GANTrainer, manager: tf.train.CheckpointManager, run_dir: Path) -> str:
+    """Save the full training state, and the sampling generator as ``generator.keras``."""
+    path = manager.save(checkpoint_number=int(trainer.epoch.numpy()))
+    with atomic_path(run_dir / "generator.keras") as tmp:
+        trainer.sampler.save(tmp)
+    return path
+
+
+def restore_latest(trainer: GANTrainer, manager: tf.train.CheckpointManager, verbose: int = 1) -> int:
+    """Restore the newest checkpoint in ``manager``'s folder; return its epoch (0 if none)."""
+    if manager.latest_checkpoint is None:
+        return 0
+    trainer.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    epoch = int(trainer.epoch.numpy())
+    if verbose >= 0:
+        print(f"Resuming from {manager.latest_checkpoint} (epoch {epoch}).", file=sys.stderr, flush=True)
+    return epoch

@@ -1,0 +1,136 @@
+"""Pictures: image grids, the progress GIF and loss curves.
+
+Images coming out of a generator are floats in [-1, 1]; every function here
+maps them back to 0-255 with :func:`gan_lib.data.to_uint8` (not ``x * 127.5 + 127.5``
+without clipping, which wraps around on overshoot).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from gan_lib.data import to_uint8
+from gan_lib.io import atomic_path
+
+
+def tile_images(images: np.ndarray, rows: int, cols: int, pad: int = 1) -> np.ndarray:
+    """Tile ``rows*cols`` images (N, H, W, C) in [-1, 1] into one uint8 picture.
+
+    Image ``i`` goes to row ``i // cols``, column ``i % cols``. Returns
+    (rows*(H+pad)-pad, cols*(W+pad)-pad, C) uint8, with white padding.
+    """
+    images = to_uint8(images)
+    n, h, w, c = images.shape
+    if n < rows * cols:
+        raise ValueError(f"{n} images cannot fill a {rows}x{cols} grid")
+    canvas = np.full((rows * (h + pad) - pad, cols * (w + pad) - pad, c), 255, np.uint8)
+    for i in range(rows * cols):
+        r, col = divmod(i, cols)
+        canvas[r * (h + pad) : r * (h + pad) + h, col * (w + pad) : col * (w + pad) + w] = images[i]
+    return canvas
+
+
+def grid_figure(
+    images: np.ndarray,
+    rows: int,
+    cols: int,
+    *,
+    column_titles: Sequence[str] | None = None,
+    title: str | None = None,
+    scale: float = 0.55,
+) -> plt.Figure:
+    """A matplotlib figure of the image grid; grayscale for 1 channel, RGB for 3.
+
+    ``column_titles``: e.g. the class names over a cGAN's columns.
+    """
+    tiled = tile_images(images, rows, cols)
+    h, w = images.shape[1:3]
+    fig, ax = plt.subplots(figsize=(max(2.5, cols * scale * w / 28), max(2.5, rows * scale * h / 28 + 0.4)))
+    if tiled.shape[-1] == 1:
+        ax.imshow(tiled[..., 0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    else:
+        ax.imshow(tiled, interpolation="nearest")
+    ax.set_axis_off()
+    if column_titles is not None:
+        for j, name in enumerate(column_titles[:cols]):
+            ax.text(j * (w + 1) + w / 2, -2, name, ha="center", va="bottom", fontsize=7, rotation=30)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def save_grid(
+    images: np.ndarray,
+    path: str | os.PathLike,
+    rows: int,
+    cols: int,
+    *,
+    column_titles: Sequence[str] | None = None,
+    title: str | None = None,
+) -> Path:
+    """Save the image grid as a PNG, atomically. Returns the path."""
+    fig = grid_figure(images, rows, cols, column_titles=column_titles, title=title)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    return Path(path)
+
+
+def make_gif(frames: Sequence[str | os.PathLike], path: str | os.PathLike, fps: float = 4.0) -> Path:
+    """Build an animated GIF from PNG files (one frame each, looping), atomically."""
+    import imageio.v3 as iio
+
+    if not frames:
+        raise ValueError("no frames to put in the GIF")
+    images = [iio.imread(f) for f in frames]
+    shape = images[0].shape
+    images = [_fit(im, shape) for im in images]
+    with atomic_path(path) as tmp:
+        iio.imwrite(tmp, np.stack(images), extension=".gif", duration=int(1000 / fps), loop=0)
+    return Path(path)
+
+
+def _fit(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Crop or pad ``image`` (white) to ``shape`` so all GIF frames match."""
+    out = np.full(shape, 255, dtype=image.dtype)
+    if image.ndim == 3 and image.shape[-1] != shape[-1]:
+        image = image[..., : shape[-1]] if image.shape[-1] > shape[-1] else np.repeat(image[..., :1], shape[-1], -1)
+    h, w = min(shape[0], image.shape[0]), min(shape[1], image.shape[1])
+    out[:h, :w] = image[:h, :w]
+    return out
+
+
+def plot_history(history: Sequence[dict], path: str | os.PathLike | None = None) -> plt.Figure:
+    """Plot D and G losses per epoch (and D's accuracies, and metrics when present).
+
+    ``history``: the records of ``history.json``. Saves a PNG atomically if ``path`` is given.
+    """
+    epochs = [h["epoch"] for h in history]
+    metric_keys = [k for k in ("fcd", "score", "cond_acc") if any(k in h for h in history)]
+    ncols = 2 + len(metric_keys)
+    fig, axes = plt.subplots(1, ncols, figsize=(4 * ncols, 3.2))
+    axes[0].plot(epochs, [h["d_loss"] for h in history], "o-", ms=3, label="discriminator")
+    axes[0].plot(epochs, [h["g_loss"] for h in history], "o-", ms=3, label="generator")
+    axes[0].set(xlabel="epoch", ylabel="mean loss", title="Losses")
+    axes[0].legend()
+    axes[1].plot(epochs, [h["d_real_acc"] for h in history], "o-", ms=3, label="D accuracy on real")
+    axes[1].plot(epochs, [h["d_fake_acc"] for h in history], "o-", ms=3, label="D accuracy on fake")
+    axes[1].set(xlabel="epoch", ylim=(-0.02, 1.02), title="Discriminator accuracy")
+    axes[1].legend()
+    titles = {"fcd": "FCD (lower is better)", "score": "Classifier score (higher is better)",
+              "cond_acc": "Conditional accuracy"}  # fmt: skip
+    for ax, key in zip(axes[2:], metric_keys):
+        pts = [(h["epoch"], h[key]) for h in history if key in h]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", ms=3, color="C2")
+        ax.set(xlabel="epoch", title=titles[key])
+    fig.tight_layout()
+    if path is not None:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=90, format="png")
+    return fig

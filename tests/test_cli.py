@@ -1,0 +1,42 @@
+"""The command line, run as a user runs it: real subprocesses on real (sample) data."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def gan_lib(*args, env=ENV):
+    return subprocess.run([sys.executable, "-m", "gan_lib.cli", *args], capture_output=True, text=True, env=env)
+
+
+def test_train_resume_and_sample_cgan(tmp_path, fashion_sample):
+    out = tmp_path / "run"
+    args = ["train", "fashion-cgan", "--limit", "256", "--batch-size", "64", "--out", str(out), "--quiet"]
+    first = gan_lib(*args, "--epochs", "1")
+    assert first.returncode == 0, first.stderr
+    second = gan_lib(*args, "--epochs", "2")
+    assert second.returncode == 0, second.stderr
+    assert "Resuming from" in second.stderr and "(epoch 1)" in second.stderr
+    assert sorted(p.name for p in (out / "grids").iterdir()) == ["epoch_0001.png", "epoch_0002.png"]
+
+    result = gan_lib("sample", str(out), "--n", "25", "--out", str(tmp_path / "s.npz"))
+    assert result.returncode == 0, result.stderr
+    with np.load(tmp_path / "s.npz") as f:
+        x, labels = f["x"], f["labels"]
+    assert x.shape == (25, 28, 28, 1) and x.dtype == np.float32
+    assert -1 <= x.min() and x.max() <= 1
+    assert labels.tolist() == [i % 10 for i in range(25)]
+
+
+def test_clear_errors_exit_2(tmp_path):
+    result = gan_lib("sample", str(tmp_path), "--n", "4", "--out", str(tmp_path / "x.npz"))
+    assert result.returncode == 2 and "not a run folder" in result.stderr
+    result = gan_lib("train", "mnist", "--limit", "10", "--batch-size", "64", "--out", str(tmp_path / "r"))
+    assert result.returncode == 2 and "larger than the dataset" in result.stderr
+    assert not (tmp_path / "r" / "checkpoints").exists()
+    result = gan_lib("train", "svhn")
+    assert result.returncode == 2 and "invalid choice" in result.stderr

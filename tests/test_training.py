@@ -1,0 +1,165 @@
+import json
+
+import imageio.v3 as iio
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from gan_lib import losses
+from gan_lib.checks import InputError
+from gan_lib.models import build_discriminator, build_generator
+from gan_lib.training import HISTORY_KEYS, GANTrainer, NonFiniteLossError, grid_inputs, train
+
+LATENT = 16
+
+
+def small_trainer(conditional=False, seed=0, recipe="dcgan"):
+    keras.utils.set_random_seed(seed)
+    classes = 10 if conditional else None
+    g = build_generator(LATENT, (28, 28, 1), classes, project_filters=16, hidden_filters=(8, 8))
+    d = build_discriminator((28, 28, 1), classes, filters=(8, 16))
+    return GANTrainer(g, d, latent_dim=LATENT, num_classes=classes, seed=seed, recipe=recipe)
+
+
+def all_state(trainer):
+    """Every number that defines the training state."""
+    arrays = [v.numpy() for v in trainer.generator.weights + trainer.discriminator.weights]
+    arrays += [v.numpy() for v in trainer.g_optimizer.variables + trainer.d_optimizer.variables]
+    arrays += [v.numpy() for v in trainer.ema_generator.weights]
+    arrays += [trainer.noise_rng.state.numpy(), trainer.epoch.numpy()]
+    return arrays
+
+
+def test_a_few_steps_on_a_fixed_batch_lower_the_discriminator_loss(mnist_sample):
+    trainer = small_trainer()
+    batch = tf.cast(mnist_sample.x_train[:64], tf.float32) / 127.5 - 1
+    first = float(trainer.train_step(batch)["d_loss"])
+    for _ in range(15):
+        last = float(trainer.train_step(batch)["d_loss"])
+    assert last < first - 0.1, (first, last)
+
+
+def test_step_returns_logged_values_in_range(mnist_sample):
+    trainer = small_trainer(conditional=True)
+    batch = tf.cast(mnist_sample.x_train[:32], tf.float32) / 127.5 - 1
+    out = trainer.train_step(batch, mnist_sample.y_train[:32].astype("int32"))
+    assert set(out) == {"d_loss", "g_loss", "d_real_acc", "d_fake_acc"}
+    assert 0 <= float(out["d_real_acc"]) <= 1 and float(out["d_loss"]) > 0
+
+
+def test_train_writes_run_folder_and_history(tmp_path, mnist_sample):
+    trainer = small_trainer()
+    history = train(trainer, mnist_sample.x_train[:256], epochs=3, run_dir=tmp_path, batch_size=64,
+                    checkpoint_every=2, verbose=0)  # fmt: skip
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    assert all(set(HISTORY_KEYS) <= set(h) for h in history)
+    assert json.loads((tmp_path / "history.json").read_text()) == history
+    assert sorted(p.name for p in (tmp_path / "grids").iterdir()) == [f"epoch_000{i}.png" for i in (1, 2, 3)]
+    assert (tmp_path / "losses.png").stat().st_size > 1000
+    frames = iio.imread(tmp_path / "progress.gif", index=None)
+    assert frames.shape[0] == 3
+    ckpts = tf.train.get_checkpoint_state(str(tmp_path / "checkpoints")).all_model_checkpoint_paths
+    assert [p.rsplit("-", 1)[1] for p in ckpts] == ["2", "3"]
+    assert (tmp_path / "generator.keras").exists()
+
+
+def test_resume_restores_exact_weights_optimizer_rng_and_epoch(tmp_path, mnist_sample):
+    x = mnist_sample.x_train[:256]
+    first = small_trainer(seed=3)
+    train(first, x, epochs=2, run_dir=tmp_path, batch_size=64, checkpoint_every=2, verbose=0)
+    saved = all_state(first)
+    resumed = small_trainer(seed=3)
+    # A new trainer starts from fresh random weights...
+    assert not all(np.array_equal(a, b) for a, b in zip(saved, all_state(resumed)))
+    history = train(resumed, x, epochs=2, run_dir=tmp_path, batch_size=64, checkpoint_every=2, verbose=0)
+    # ...and train() restores everything from the checkpoint, with nothing left to do.
+    assert len(history) == 2
+    for a, b in zip(saved, all_state(resumed)):
+        np.testing.assert_array_equal(a, b)
+    assert int(resumed.epoch.numpy()) == 2
+
+
+def test_resumed_run_continues_like_an_uninterrupted_one(tmp_path, mnist_sample):
+    x = mnist_sample.x_train[:192]
+    straight = small_trainer(seed=5)
+    train(straight, x, epochs=3, run_dir=tmp_path / "a", batch_size=64, checkpoint_every=1, verbose=0)
+    part = small_trainer(seed=5)
+    train(part, x, epochs=2, run_dir=tmp_path / "b", batch_size=64, checkpoint_every=1, verbose=0)
+    rest = small_trainer(seed=5)
+    history = train(rest, x, epochs=3, run_dir=tmp_path / "b", batch_size=64, checkpoint_every=1, verbose=0)
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    for a, b in zip(all_state(straight), all_state(rest)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_cgan_grid_columns_hold_their_class():
+    noise, labels = grid_inputs(100, LATENT, seed=0, num_classes=10, cols=10)
+    assert noise.shape == (100, LATENT)
+    grid = labels.reshape(10, 10)
+    assert (grid == np.arange(10)[None, :]).all()  # column j is class j in every row
+
+
+def test_cgan_train_and_grid(tmp_path, fashion_sample):
+    trainer = small_trainer(conditional=True)
+    train(trainer, fashion_sample.x_train[:128], fashion_sample.y_train[:128], epochs=1, run_dir=tmp_path,
+          batch_size=64, grid=(10, 10), class_names=fashion_sample.class_names, verbose=0)  # fmt: skip
+    assert (tmp_path / "grids" / "epoch_0001.png").exists()
+
+
+def test_sigmoid_discriminator_refused_before_training():
+    g = build_generator(LATENT, (28, 28, 1), project_filters=8, hidden_filters=(8,))
+    inputs = keras.Input((28, 28, 1))
+    d = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(keras.layers.Flatten()(inputs)))
+    with pytest.raises(losses.SigmoidTwiceError):
+        GANTrainer(g, d, latent_dim=LATENT)
+
+
+def test_wrong_latent_size_refused():
+    g = build_generator(32, (28, 28, 1), project_filters=8, hidden_filters=(8,))
+    with pytest.raises(InputError, match="noise of size 32"):
+        GANTrainer(g, build_discriminator((28, 28, 1), filters=(8,)), latent_dim=100)
+
+
+@pytest.mark.parametrize(
+    "make_input,match",
+    [
+        (lambda x, y: (x[:10], y[:10], 64), "larger than the dataset"),
+        (lambda x, y: (x[:0], y[:0], 64), "empty"),
+        (lambda x, y: (x.astype("float32") / 127.5 - 1, y, 64), "already scaled"),
+        (lambda x, y: (np.repeat(x, 3, -1), y, 64), "RGB"),
+        (lambda x, y: (x[..., 0], y, 64), "shape"),
+    ],
+)
+def test_bad_input_gets_a_clear_error(tmp_path, mnist_sample, make_input, match):
+    x, y, batch = make_input(mnist_sample.x_train[:128], mnist_sample.y_train[:128])
+    with pytest.raises(InputError, match=match):
+        train(small_trainer(), x, epochs=1, run_dir=tmp_path, batch_size=batch, verbose=0)
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_labels_out_of_range_refused(tmp_path, fashion_sample):
+    y = fashion_sample.y_train[:128].copy()
+    y[5] = 10
+    with pytest.raises(InputError, match="0-9"):
+        train(small_trainer(conditional=True), fashion_sample.x_train[:128], y, epochs=1, run_dir=tmp_path,
+              batch_size=64, grid=(10, 10), verbose=0)  # fmt: skip
+
+
+def test_nan_loss_stops_with_epoch_and_step(tmp_path, mnist_sample):
+    x = mnist_sample.x_train[:256]
+    train(small_trainer(), x, epochs=2, run_dir=tmp_path, batch_size=64, checkpoint_every=2, verbose=0)
+    state_file = tmp_path / "checkpoints" / "checkpoint"
+    before = state_file.read_text()
+    trainer = small_trainer()
+
+    def poison(epoch, record):
+        if epoch == 3:
+            kernel = trainer.discriminator.layers[-1].kernel
+            kernel.assign(np.full(kernel.shape, np.nan, "float32"))
+
+    with pytest.raises(NonFiniteLossError, match="epoch 4, step 4"):
+        train(trainer, x, epochs=6, run_dir=tmp_path, batch_size=64, checkpoint_every=2, verbose=0,
+              epoch_callbacks=[poison])  # fmt: skip
+    assert state_file.read_text() == before  # the last good checkpoint (epoch 2) is still the latest
+    assert [h["epoch"] for h in json.loads((tmp_path / "history.json").read_text())] == [1, 2, 3]

@@ -1,0 +1,48 @@
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+from gan_lib import viz
+
+
+def test_tile_places_image_i_at_row_i_div_cols():
+    images = np.stack([np.full((4, 4, 1), v, "float32") for v in np.linspace(-1, 1, 6)])
+    tiled = viz.tile_images(images, rows=2, cols=3, pad=1)
+    assert tiled.shape == (2 * 5 - 1, 3 * 5 - 1, 1) and tiled.dtype == np.uint8
+    assert tiled[0, 0, 0] == 0  # image 0 is -1 -> black
+    assert tiled[5, 10, 0] == 255  # image 5 (row 1, col 2) is +1 -> white
+    assert tiled[0, 5, 0] == round((np.linspace(-1, 1, 6)[1] + 1) * 127.5)
+
+
+def test_tile_maps_overshoot_without_wraparound():
+    tiled = viz.tile_images(np.array([[[[1.3]]], [[[-1.2]]]], "float32"), 1, 2, pad=0)
+    assert tiled.ravel().tolist() == [255, 0]
+
+
+def test_rgb_grid_and_class_titles_saved(tmp_path):
+    images = np.random.default_rng(0).uniform(-1, 1, (20, 8, 8, 3)).astype("float32")
+    path = viz.save_grid(images, tmp_path / "g.png", 2, 10, column_titles=[str(i) for i in range(10)])
+    picture = iio.imread(path)
+    assert picture.ndim == 3 and picture.shape[2] in (3, 4)
+
+
+def test_grid_needs_enough_images():
+    with pytest.raises(ValueError, match="cannot fill"):
+        viz.tile_images(np.zeros((3, 4, 4, 1), "float32"), 2, 2)
+
+
+def test_gif_has_one_frame_per_png(tmp_path):
+    frames = []
+    for i in range(5):
+        images = np.full((4, 6, 6, 1), -1 + i * 0.4, "float32")
+        frames.append(viz.save_grid(images, tmp_path / f"epoch_{i:04d}.png", 2, 2))
+    gif = viz.make_gif(frames, tmp_path / "progress.gif")
+    assert iio.imread(gif, index=None).shape[0] == 5
+    assert not list(tmp_path.glob(".*tmp*"))  # no temporary left behind
+
+
+def test_plot_history(tmp_path):
+    history = [{"epoch": e, "d_loss": 1.0, "g_loss": 0.8, "d_real_acc": 0.6, "d_fake_acc": 0.5, "seconds": 1}
+               for e in (1, 2, 3)]  # fmt: skip
+    viz.plot_history(history, tmp_path / "losses.png")
+    assert (tmp_path / "losses.png").stat().st_size > 1000
