@@ -23,6 +23,8 @@ class Recipe:
     ``ema_decay``: if set, the grids, samples and metrics use an exponential
     moving average of the generator's weights (Karras et al., 2018;
     Yazıcı et al., 2019), which smooths out the generator's step-to-step jitter.
+    ``bn_recalibration``: re-estimate the sampler's BatchNorm statistics
+    before it draws in inference mode (see :func:`gan_lib.training.recalibrate_batchnorm`).
     """
 
     name: str
@@ -31,6 +33,7 @@ class Recipe:
     beta_1: float
     ema_decay: float | None = None
     label_smoothing: float = 0.0
+    bn_recalibration: bool = False
 
     def make_optimizers(self) -> tuple[keras.optimizers.Optimizer, keras.optimizers.Optimizer]:
         """(generator optimizer, discriminator optimizer)."""
@@ -47,7 +50,7 @@ RECIPES: dict[str, Recipe] = {
     # The TF DCGAN tutorial's settings, which the assignment uses: Adam(1e-4), default beta_1.
     "tutorial": Recipe("tutorial", 1e-4, 1e-4, 0.9),
     # Radford et al. (2016): Adam(2e-4, beta_1=0.5); plus an EMA of G's weights.
-    "dcgan": Recipe("dcgan", 2e-4, 2e-4, 0.5, ema_decay=0.999),
+    "dcgan": Recipe("dcgan", 2e-4, 2e-4, 0.5, ema_decay=0.999, bn_recalibration=True),
 }
 DEFAULT_RECIPE = "dcgan"
 

@@ -145,6 +145,7 @@ class GANTrainer:
             **({"ema_generator": self.ema_generator} if self.ema_generator is not None else {}),
         )
         self._compiled_step = tf.function(self._step, jit_compile=False)
+        self._sampler_stale = True
 
     @property
     def conditional(self) -> bool:
@@ -152,8 +153,19 @@ class GANTrainer:
 
     @property
     def sampler(self) -> keras.Model:
-        """The generator used for grids, samples and metrics: the EMA copy when there is one."""
-        return self.ema_generator if self.ema_generator is not None else self.generator
+        """The generator used for grids, samples and metrics, ready for ``training=False``.
+
+        It is the EMA copy when the recipe keeps one. With ``bn_recalibration``
+        its BatchNorm statistics are re-estimated (:func:`recalibrate_batchnorm`)
+        whenever training has moved its weights since the last call: the moving
+        averages kept during training lag behind a fast-changing generator, and
+        an EMA generator's weights never produced them at all.
+        """
+        model = self.ema_generator if self.ema_generator is not None else self.generator
+        if self.recipe.bn_recalibration and self._sampler_stale:
+            recalibrate_batchnorm(model, self.latent_dim, self.num_classes, seed=self.seed)
+            self._sampler_stale = False
+        return model
 
     def _update_ema(self) -> None:
         step = tf.cast(self.ema_steps.assign_add(1), tf.float32)
@@ -161,8 +173,9 @@ class GANTrainer:
         decay = tf.minimum(float(self.recipe.ema_decay), (1.0 + step) / (10.0 + step))
         for ema_var, var in zip(self.ema_generator.trainable_variables, self.generator.trainable_variables):
             ema_var.assign_sub((1.0 - decay) * (ema_var - var))
-        for ema_var, var in zip(self.ema_generator.non_trainable_variables, self.generator.non_trainable_variables):
-            ema_var.assign(var)
+        if not self.recipe.bn_recalibration:  # else the sampler's statistics are re-estimated when it is used
+            for ema_var, var in zip(self.ema_generator.non_trainable_variables, self.generator.non_trainable_variables):
+                ema_var.assign(var)
 
     def _step(self, images, labels=None):
         noise = self.noise_rng.normal([tf.shape(images)[0], self.latent_dim])
@@ -176,6 +189,7 @@ class GANTrainer:
 
     def train_step(self, images, labels=None) -> dict[str, tf.Tensor]:
         """One compiled step on a batch of images in [-1, 1] (and labels for a cGAN)."""
+        self._sampler_stale = True
         if self.conditional:
             if labels is None:
                 raise checks.InputError("this is a conditional GAN: pass the batch's labels to train_step.")
@@ -191,6 +205,46 @@ class GANTrainer:
                 inputs = [inputs, np.asarray(labels[i : i + batch_size], np.int32)]
             out.append(np.asarray(self.sampler(inputs, training=False)))
         return np.concatenate(out)
+
+
+def recalibrate_batchnorm(
+    generator: keras.Model,
+    latent_dim: int,
+    num_classes: int | None = None,
+    num_samples: int = 2048,
+    batch_size: int = 512,
+    seed: int = 0,
+) -> None:
+    """Set every BatchNorm layer's moving mean and variance to the statistics of fresh samples.
+
+    Layer by layer, in order: the inputs of BatchNorm layer k are computed in
+    inference mode (so layers before k already use their re-estimated
+    statistics) for ``num_samples`` noise vectors, and their per-channel mean
+    and variance become layer k's moving statistics. Afterwards
+    ``generator(z, training=False)`` draws what ``training=True`` would on a
+    very large batch. Deterministic: the noise comes from ``seed``.
+    """
+    bn_layers = [layer for layer in generator.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    if not bn_layers:
+        return
+    rng = np.random.default_rng([seed, 104729])
+    noise = rng.standard_normal((num_samples, latent_dim)).astype(np.float32)
+    labels = None if num_classes is None else (np.arange(num_samples) % num_classes).astype(np.int32)
+    for layer in bn_layers:
+        probe = keras.Model(generator.inputs if labels is not None else generator.inputs[0], layer.input)
+        total, total_sq, count = 0.0, 0.0, 0
+        for i in range(0, num_samples, batch_size):
+            inputs = (
+                noise[i : i + batch_size] if labels is None else [noise[i : i + batch_size], labels[i : i + batch_size]]
+            )
+            x = np.asarray(probe(inputs, training=False), np.float64)
+            axes = tuple(range(x.ndim - 1))
+            total = total + x.sum(axes)
+            total_sq = total_sq + (x**2).sum(axes)
+            count += int(np.prod([x.shape[a] for a in axes]))
+        mean = total / count
+        layer.moving_mean.assign(mean.astype(np.float32))
+        layer.moving_variance.assign(np.maximum(total_sq / count - mean**2, 0).astype(np.float32))
 
 
 def _seed_states(model: keras.Model) -> list:

@@ -1,0 +1,59 @@
+import numpy as np
+import pytest
+
+from gan_lib import metrics
+
+
+def test_frechet_distance_golden_values():
+    d = 4
+    eye = np.eye(d)
+    assert metrics.frechet_distance(np.zeros(d), eye, np.zeros(d), eye) == pytest.approx(0, abs=1e-9)
+    # Means apart by (1, 2, 0, 0): distance is the squared norm, 5.
+    assert metrics.frechet_distance(np.zeros(d), eye, np.array([1.0, 2, 0, 0]), eye) == pytest.approx(5)
+    # Same mean, covariances I and 4I: tr(I + 4I - 2*sqrt(4I)) = d * (1 + 4 - 4) = d.
+    assert metrics.frechet_distance(np.zeros(d), eye, np.zeros(d), 4 * eye) == pytest.approx(d)
+
+
+def test_frechet_distance_non_diagonal_matches_closed_form():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((6, 6))
+    s1 = a @ a.T + np.eye(6)
+    s2 = 2.5 * s1  # then sqrt(s1 s2) = sqrt(2.5) s1
+    expected = np.trace(s1) * (1 + 2.5 - 2 * np.sqrt(2.5))
+    assert metrics.frechet_distance(np.zeros(6), s1, np.zeros(6), s2) == pytest.approx(expected, rel=1e-6)
+
+
+def test_frechet_from_activations_grows_with_shift():
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((4000, 8))
+    near = metrics.frechet_distance_from_activations(a, rng.standard_normal((4000, 8)))
+    far = metrics.frechet_distance_from_activations(a, rng.standard_normal((4000, 8)) + 1.0)
+    assert near < 0.05 and far == pytest.approx(8, rel=0.1)
+
+
+def test_classifier_score_golden_values():
+    confident_all_classes = np.eye(10)[np.arange(1000) % 10]
+    assert metrics.classifier_score_from_probs(confident_all_classes) == pytest.approx(10, rel=1e-6)
+    one_class = np.eye(10)[np.zeros(1000, int)]
+    assert metrics.classifier_score_from_probs(one_class) == pytest.approx(1, rel=1e-6)
+    uniform = np.full((100, 10), 0.1)
+    assert metrics.classifier_score_from_probs(uniform) == pytest.approx(1, rel=1e-6)
+    five_classes = np.eye(10)[np.arange(1000) % 5]
+    assert metrics.classifier_score_from_probs(five_classes) == pytest.approx(5, rel=1e-6)
+
+
+def test_conditional_accuracy_overall_and_per_class():
+    labels = np.repeat(np.arange(10), 10)
+    pred = labels.copy()
+    pred[labels == 3] = 4  # class 3 always wrong
+    pred[:5] = 9  # half of class 0 wrong
+    acc = metrics.conditional_accuracy_from_probs(np.eye(10)[pred], labels)
+    assert acc["overall"] == pytest.approx(0.85)
+    assert acc["per_class"][0] == pytest.approx(0.5) and acc["per_class"][3] == 0 and acc["per_class"][5] == 1
+
+
+def test_quantise_rounds_to_256_levels():
+    x = np.array([-1.0, -0.999, 0.0, 0.5, 1.0, 1.2], np.float32)
+    q = metrics.quantise(x)
+    assert np.all(np.isclose((q + 1) * 127.5, np.round((q + 1) * 127.5), atol=1e-4))
+    assert q[0] == -1 and q[-1] == 1
