@@ -20,6 +20,7 @@ def _positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from gan_lib.hardware import PRECISIONS
     from gan_lib.specs import DEFAULT_RECIPE, MODEL_SPECS, RECIPES
 
     parser = argparse.ArgumentParser(prog="gan-lib", description="Train, sample and evaluate the course's GANs.")
@@ -35,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data-dir", type=Path, default=None, help="folder holding the dataset files")
     train.add_argument("--batch-size", type=_positive_int, default=None)
     train.add_argument("--recipe", choices=list(RECIPES), default=DEFAULT_RECIPE)
+    train.add_argument("--precision", choices=PRECISIONS, default="auto",
+                       help="auto: bf16 on CPUs with AMX or AVX512-BF16 and on recent GPUs, else fp32")  # fmt: skip
+    train.add_argument("--metrics-every", type=int, default=5, help="epochs between quality metrics (0: never)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
 
     sample = sub.add_parser("sample", help="draw images from a run's latest generator into an .npz")
@@ -42,7 +46,44 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--n", type=_positive_int, required=True)
     sample.add_argument("--out", type=Path, required=True)
     sample.add_argument("--seed", type=int, default=0)
+    evaluate = sub.add_parser("evaluate", help="quality metrics of a run's latest generator -> RUN_DIR/metrics.json")
+    evaluate.add_argument("run_dir", type=Path)
+    evaluate.add_argument("--n", type=_positive_int, default=10_000, help="generated images (default 10,000)")
+    evaluate.add_argument("--data-dir", type=Path, default=None)
+
+    bench = sub.add_parser("bench", help="our train step vs the TF tutorial's, and vs the machine's limit")
+    bench.add_argument("model", choices=list(MODEL_SPECS))
+    bench.add_argument("--precision", choices=PRECISIONS, default="auto")
+    bench.add_argument("--batch-size", type=_positive_int, default=None)
+    bench.add_argument("--steps", type=_positive_int, default=10, help="steps per timed repeat")
+    bench.add_argument("--repeats", type=_positive_int, default=3, help="interleaved repeats (at least 3)")
     return parser
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from gan_lib.runs import evaluate_run
+
+    report = evaluate_run(args.run_dir, n=args.n, data_dir=args.data_dir)
+    m, floor = report["metrics"], report.get("real_floor") or {}
+    print(f"{report['model']} at epoch {report['epoch']}: {report['protocol']}")
+    print(f"  FCD   {m['fcd']:8.3f}   (real-data floor {floor.get('fcd', float('nan')):.3f}; lower is better)")
+    print(
+        f"  score {m['score']:8.3f}   (real-data floor {floor.get('score', float('nan')):.3f}; higher is better, max 10)"
+    )
+    if "cond_acc" in m:
+        print(f"  conditional accuracy {m['cond_acc']:.4f} (classifier on real test images: "
+              f"{report.get('classifier_test_accuracy')})")  # fmt: skip
+        print("  per class: " + " ".join(f"{a:.2f}" for a in m["cond_acc_per_class"]))
+    print(f"written to {args.run_dir / 'metrics.json'}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from gan_lib.bench import format_report, run_bench
+
+    result = run_bench(args.model, args.precision, args.batch_size, args.steps, max(3, args.repeats))
+    print(format_report(result))
+    return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -58,6 +99,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         batch_size=args.batch_size,
         recipe=args.recipe,
+        precision=args.precision,
+        metrics_every=args.metrics_every,
         verbose=0 if args.quiet else 1,
     )
     print(f"run folder: {run_dir} ({len(history)} epochs in history.json; GIF: {run_dir / 'progress.gif'})")
@@ -84,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     from gan_lib.data import DatasetError, DatasetNotFoundError
 
     args = build_parser().parse_args(argv)
-    handlers = {"train": cmd_train, "sample": cmd_sample}
+    handlers = {"train": cmd_train, "sample": cmd_sample, "bench": cmd_bench, "evaluate": cmd_evaluate}
     try:
         return handlers[args.command](args)
     except (InputError, DatasetError, DatasetNotFoundError) as exc:

@@ -22,10 +22,25 @@ discriminator's input image.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import keras
 from keras import layers
+
+
+@contextlib.contextmanager
+def dtype_policy_scope(policy: str | None):
+    """Build layers under a Keras dtype policy (e.g. "mixed_bfloat16"), restoring the old one after."""
+    if policy is None:
+        yield
+        return
+    old = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(old)
 
 
 def _upsampling_plan(image_size: int, num_layers: int) -> tuple[int, list[int]]:
@@ -75,6 +90,7 @@ def build_generator(
     batchnorm_momentum: float = 0.99,
     kernel_initializer: str | keras.initializers.Initializer = "glorot_uniform",
     embedding_dim: int = 50,
+    dtype_policy: str | None = None,
     name: str | None = None,
 ) -> keras.Model:
     """A DCGAN generator: noise (B, latent_dim) [, labels (B,)] -> images (B, *image_shape) in [-1, 1].
@@ -85,36 +101,42 @@ def build_generator(
     With the defaults and a 28×28×1 image this is the TF DCGAN tutorial's
     generator exactly: Dense 7·7·256, then 128 (stride 1), 64 (stride 2),
     1 (stride 2, tanh).
+
+    ``dtype_policy``: e.g. ``"mixed_bfloat16"`` to compute in bfloat16 with
+    float32 weights; the output layer always returns float32.
     """
-    height, width, channels = image_shape
-    if height != width:
-        raise ValueError(f"square images only; got {image_shape}")
-    start, strides = _upsampling_plan(height, len(hidden_filters) + 1)
-    init = keras.initializers.get(kernel_initializer)
-    noise = keras.Input(shape=(latent_dim,), name="noise")
-    x = layers.Dense(start * start * project_filters, use_bias=False, kernel_initializer=init, name="project")(noise)
-    x = layers.BatchNormalization(momentum=batchnorm_momentum)(x)
-    x = _activation(activation)(x)
-    x = layers.Reshape((start, start, project_filters))(x)
-    inputs = [noise]
-    if num_classes is not None:
-        label = keras.Input(shape=(), dtype="int32", name="label")
-        inputs.append(label)
-        x = layers.Concatenate(name="noise_and_label")(
-            [x, _label_plane(label, num_classes, start, start, embedding_dim, "g")]
+    with dtype_policy_scope(dtype_policy):
+        height, width, channels = image_shape
+        if height != width:
+            raise ValueError(f"square images only; got {image_shape}")
+        start, strides = _upsampling_plan(height, len(hidden_filters) + 1)
+        init = keras.initializers.get(kernel_initializer)
+        noise = keras.Input(shape=(latent_dim,), name="noise")
+        x = layers.Dense(start * start * project_filters, use_bias=False, kernel_initializer=init, name="project")(
+            noise
         )
-    for filters, stride in zip(hidden_filters, strides[:-1]):
-        x = layers.Conv2DTranspose(
-            filters, kernel_size, strides=stride, padding="same", use_bias=False, kernel_initializer=init
-        )(x)
         x = layers.BatchNormalization(momentum=batchnorm_momentum)(x)
         x = _activation(activation)(x)
-    x = layers.Conv2DTranspose(
-        channels, kernel_size, strides=strides[-1], padding="same", use_bias=False, kernel_initializer=init
-    )(x)
-    images = layers.Activation("tanh", dtype="float32", name="tanh")(x)
-    default = "conditional_generator" if num_classes is not None else "generator"
-    return keras.Model(inputs if num_classes is not None else noise, images, name=name or default)
+        x = layers.Reshape((start, start, project_filters))(x)
+        inputs = [noise]
+        if num_classes is not None:
+            label = keras.Input(shape=(), dtype="int32", name="label")
+            inputs.append(label)
+            x = layers.Concatenate(name="noise_and_label")(
+                [x, _label_plane(label, num_classes, start, start, embedding_dim, "g")]
+            )
+        for filters, stride in zip(hidden_filters, strides[:-1]):
+            x = layers.Conv2DTranspose(
+                filters, kernel_size, strides=stride, padding="same", use_bias=False, kernel_initializer=init
+            )(x)
+            x = layers.BatchNormalization(momentum=batchnorm_momentum)(x)
+            x = _activation(activation)(x)
+        x = layers.Conv2DTranspose(
+            channels, kernel_size, strides=strides[-1], padding="same", use_bias=False, kernel_initializer=init
+        )(x)
+        images = layers.Activation("tanh", dtype="float32", name="tanh")(x)
+        default = "conditional_generator" if num_classes is not None else "generator"
+        return keras.Model(inputs if num_classes is not None else noise, images, name=name or default)
 
 
 def build_discriminator(
@@ -128,6 +150,7 @@ def build_discriminator(
     batchnorm: bool = False,
     kernel_initializer: str | keras.initializers.Initializer = "glorot_uniform",
     embedding_dim: int = 50,
+    dtype_policy: str | None = None,
     name: str | None = None,
 ) -> keras.Model:
     """A DCGAN discriminator: images (B, *image_shape) [, labels (B,)] -> logits (B, 1).
@@ -136,29 +159,31 @@ def build_discriminator(
     Flatten and Dense(1) with no activation. With the defaults this is the TF
     DCGAN tutorial's discriminator. ``batchnorm=True`` adds BatchNorm after
     every convolution but the first (Radford et al., 2016).
+    ``dtype_policy`` as for :func:`build_generator`; the logits are float32.
     """
-    height, width, _ = image_shape
-    init = keras.initializers.get(kernel_initializer)
-    image = keras.Input(shape=image_shape, name="image")
-    x = image
-    inputs = [image]
-    if num_classes is not None:
-        label = keras.Input(shape=(), dtype="int32", name="label")
-        inputs.append(label)
-        x = layers.Concatenate(name="image_and_label")(
-            [x, _label_plane(label, num_classes, height, width, embedding_dim, "d")]
-        )
-    for i, f in enumerate(filters):
-        x = layers.Conv2D(f, kernel_size, strides=2, padding="same", kernel_initializer=init)(x)
-        if batchnorm and i > 0:
-            x = layers.BatchNormalization()(x)
-        x = _activation(activation)(x)
-        if dropout:
-            x = layers.Dropout(dropout)(x)
-    x = layers.Flatten()(x)
-    logits = layers.Dense(1, dtype="float32", kernel_initializer=init, name="logit")(x)
-    default = "conditional_discriminator" if num_classes is not None else "discriminator"
-    return keras.Model(inputs if num_classes is not None else image, logits, name=name or default)
+    with dtype_policy_scope(dtype_policy):
+        height, width, _ = image_shape
+        init = keras.initializers.get(kernel_initializer)
+        image = keras.Input(shape=image_shape, name="image")
+        x = image
+        inputs = [image]
+        if num_classes is not None:
+            label = keras.Input(shape=(), dtype="int32", name="label")
+            inputs.append(label)
+            x = layers.Concatenate(name="image_and_label")(
+                [x, _label_plane(label, num_classes, height, width, embedding_dim, "d")]
+            )
+        for i, f in enumerate(filters):
+            x = layers.Conv2D(f, kernel_size, strides=2, padding="same", kernel_initializer=init)(x)
+            if batchnorm and i > 0:
+                x = layers.BatchNormalization()(x)
+            x = _activation(activation)(x)
+            if dropout:
+                x = layers.Dropout(dropout)(x)
+        x = layers.Flatten()(x)
+        logits = layers.Dense(1, dtype="float32", kernel_initializer=init, name="logit")(x)
+        default = "conditional_discriminator" if num_classes is not None else "discriminator"
+        return keras.Model(inputs if num_classes is not None else image, logits, name=name or default)
 
 
 def count_params(model: keras.Model) -> int:

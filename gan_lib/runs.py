@@ -27,6 +27,7 @@ import keras
 import numpy as np
 
 from gan_lib import data as data_lib
+from gan_lib import hardware, metrics
 from gan_lib.checks import InputError
 from gan_lib.io import atomic_write_json
 from gan_lib.specs import DEFAULT_RECIPE, ModelSpec, get_recipe, get_spec
@@ -88,6 +89,8 @@ def train_model(
     data_dir: str | os.PathLike | None = None,
     batch_size: int | None = None,
     recipe: str = DEFAULT_RECIPE,
+    precision: str = "auto",
+    metrics_every: int = 5,
     verbose: int = 1,
     epoch_callbacks=(),
 ):
@@ -95,11 +98,14 @@ def train_model(
 
     Returns ``(trainer, history, run_dir)``. Resumes when the folder already
     holds a checkpoint. In smoke mode: 1 epoch of a few steps on the sample.
+    ``metrics_every``: compute the quality metrics (:mod:`gan_lib.metrics`) every
+    K epochs when the dataset's classifier is available; 0 turns them off.
     """
     from gan_lib.training import GANTrainer, train
 
     spec = get_spec(name)
     get_recipe(recipe)
+    precision = hardware.resolve_precision(precision)
     keras.utils.set_random_seed(seed)
     if smoke_mode():
         epochs = 1 if epochs is None else min(epochs, 1)
@@ -115,6 +121,7 @@ def train_model(
         {
             "model": name,
             "recipe": recipe,
+            "precision": precision,
             "seed": seed,
             "epochs": epochs,
             "batch_size": batch_size,
@@ -127,13 +134,16 @@ def train_model(
         },
     )
     trainer = GANTrainer(
-        spec.build_generator(), spec.build_discriminator(),
+        spec.build_generator(precision=precision), spec.build_discriminator(precision),
         recipe=recipe, latent_dim=spec.latent_dim, num_classes=spec.num_classes, seed=seed,
     )  # fmt: skip
+    callbacks = list(epoch_callbacks)
+    if metrics_every and metrics.classifier_path(spec.dataset).exists() and not smoke_mode():
+        callbacks.append(metrics.epoch_metrics_callback(trainer, spec.dataset, dataset.x_test, every=metrics_every))
     history = train(
         trainer, dataset.x_train, dataset.y_train if spec.conditional else None,
         epochs=epochs, run_dir=run_dir, batch_size=batch_size, checkpoint_every=checkpoint_every,
-        grid=spec.grid, class_names=dataset.class_names, verbose=verbose, epoch_callbacks=epoch_callbacks,
+        grid=spec.grid, class_names=dataset.class_names, verbose=verbose, epoch_callbacks=callbacks,
     )  # fmt: skip
     return trainer, history, run_dir
 
@@ -180,3 +190,38 @@ def sample_run(run_dir: str | os.PathLike, n: int, seed: int = 0, batch_size: in
         )
         out.append(np.asarray(generator(inputs, training=False), dtype=np.float32))
     return np.concatenate(out), labels
+
+
+def evaluate_run(
+    run_dir: str | os.PathLike, *, n: int = metrics.EVAL_N, data_dir: str | os.PathLike | None = None
+) -> dict[str, Any]:
+    """Metrics of a run's latest generator on ``n`` samples against the real test split.
+
+    Writes them to ``run_dir/metrics.json`` (keeping any other keys already
+    there, such as a reference run's command and duration) and returns them.
+    """
+    run_dir = Path(run_dir)
+    config = load_run_config(run_dir)
+    spec = get_spec(config["model"])
+    dataset = data_lib.load_dataset(spec.dataset, data_dir, allow_sample=True)
+    x, labels = sample_run(run_dir, n, seed=1)
+    result = metrics.evaluate_images(spec.dataset, x, dataset.x_test, labels)
+    generator_info = (
+        json.loads((run_dir / "generator.json").read_text()) if (run_dir / "generator.json").exists() else {}
+    )
+    info = metrics.classifier_info(spec.dataset)
+    path = run_dir / "metrics.json"
+    report = json.loads(path.read_text()) if path.exists() else {}
+    report.update(
+        {
+            "model": spec.name,
+            "epoch": generator_info.get("epoch"),
+            "metrics": result,
+            "protocol": f"{n} generated images (inference mode, quantised to uint8) vs the {result['reference']}",
+            "classifier_test_accuracy": info.get("test_accuracy"),
+            "real_floor": info.get("real_floor"),
+            "data_is_sample": dataset.is_sample,
+        }
+    )
+    atomic_write_json(path, report)
+    return report

@@ -13,7 +13,7 @@ from typing import Any
 
 import keras
 
-from gan_lib import models
+from gan_lib import hardware, models
 
 
 @dataclass(frozen=True)
@@ -82,13 +82,18 @@ class ModelSpec:
     def num_grid_samples(self) -> int:
         return self.grid[0] * self.grid[1]
 
-    def build_generator(self, latent_dim: int | None = None) -> keras.Model:
+    def build_generator(self, latent_dim: int | None = None, precision: str = "fp32") -> keras.Model:
+        """The generator; ``precision`` "fp32", "bf16", "fp16" or "auto" (see :mod:`gan_lib.hardware`)."""
         return models.build_generator(
-            latent_dim or self.latent_dim, self.image_shape, self.num_classes, **self.generator_kwargs
-        )
+            latent_dim or self.latent_dim, self.image_shape, self.num_classes,
+            dtype_policy=hardware.dtype_policy(precision), **self.generator_kwargs,
+        )  # fmt: skip
 
-    def build_discriminator(self) -> keras.Model:
-        return models.build_discriminator(self.image_shape, self.num_classes, **self.discriminator_kwargs)
+    def build_discriminator(self, precision: str = "fp32") -> keras.Model:
+        return models.build_discriminator(
+            self.image_shape, self.num_classes, dtype_policy=hardware.dtype_policy(precision),
+            **self.discriminator_kwargs,
+        )  # fmt: skip
 
 
 MODEL_SPECS: dict[str, ModelSpec] = {

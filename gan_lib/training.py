@@ -70,8 +70,10 @@ def gan_train_step(
         fake_logits = discriminator(fakes if labels is None else [fakes, labels], training=True)
         d_loss = losses.discriminator_loss(real_logits, fake_logits, label_smoothing)
         g_loss = losses.generator_loss(fake_logits)
-    g_grads = g_tape.gradient(g_loss, generator.trainable_variables)
-    d_grads = d_tape.gradient(d_loss, discriminator.trainable_variables)
+        # The identity, except under a LossScaleOptimizer (fp16), which unscales in apply_gradients.
+        scaled_g_loss, scaled_d_loss = g_optimizer.scale_loss(g_loss), d_optimizer.scale_loss(d_loss)
+    g_grads = g_tape.gradient(scaled_g_loss, generator.trainable_variables)
+    d_grads = d_tape.gradient(scaled_d_loss, discriminator.trainable_variables)
     g_optimizer.apply_gradients(zip(g_grads, generator.trainable_variables))
     d_optimizer.apply_gradients(zip(d_grads, discriminator.trainable_variables))
     return {
@@ -124,6 +126,9 @@ class GANTrainer:
                 "build both for the same image shape."
             )
         self.g_optimizer, self.d_optimizer = self.recipe.make_optimizers()
+        if generator.dtype_policy.name == "mixed_float16":  # fp16 underflows without loss scaling
+            self.g_optimizer = keras.optimizers.LossScaleOptimizer(self.g_optimizer)
+            self.d_optimizer = keras.optimizers.LossScaleOptimizer(self.d_optimizer)
         self.g_optimizer.build(generator.trainable_variables)
         self.d_optimizer.build(discriminator.trainable_variables)
         self.noise_rng = tf.random.Generator.from_seed(seed)
@@ -388,9 +393,11 @@ def train(
 
 def save_checkpoint(trainer: GANTrainer, manager: tf.train.CheckpointManager, run_dir: Path) -> str:
     """Save the full training state, and the sampling generator as ``generator.keras``."""
-    path = manager.save(checkpoint_number=int(trainer.epoch.numpy()))
+    epoch = int(trainer.epoch.numpy())
+    path = manager.save(checkpoint_number=epoch)
     with atomic_path(run_dir / "generator.keras") as tmp:
         trainer.sampler.save(tmp)
+    atomic_write_json(run_dir / "generator.json", {"epoch": epoch, "recipe": trainer.recipe.name})
     return path
 
 

@@ -1,0 +1,227 @@
+"""``gan-lib bench MODEL``: our train step against the TF tutorial's, and against the machine's limit.
+
+Everything is measured in one process, with the two steps interleaved over
+several repeats, because the machines differ from day to day and only
+same-run ratios carry over. The report names the CPU, its bf16 ISA and the
+precision chosen, and ends with one machine-readable line::
+
+    images_per_second=... baseline_images_per_second=... ratio=... efficiency=... isa=...
+
+FLOP counts: a train step costs about 3× the forward pass of G plus 3× two
+forward passes of D (real and fake): forward, gradient w.r.t. inputs and
+gradient w.r.t. weights. Only convolutions and dense layers are counted.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from gan_lib import hardware
+from gan_lib.specs import ModelSpec, get_spec
+
+
+def layer_macs(model: keras.Model) -> list[tuple[keras.layers.Layer, int]]:
+    """Multiply-accumulates per image of each Conv2D, Conv2DTranspose and Dense layer of ``model``."""
+    out = []
+    for layer in model.layers:
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose)):
+            kh, kw = layer.kernel_size
+            c_in, c_out = layer.input.shape[-1], layer.filters
+            # A convolution computes each output pixel from a kernel window; a transposed
+            # convolution scatters each input pixel through the kernel.
+            shape = (
+                layer.output.shape
+                if isinstance(layer, keras.layers.Conv2D) and not isinstance(layer, keras.layers.Conv2DTranspose)
+                else layer.input.shape
+            )
+            out.append((layer, int(shape[1] * shape[2] * kh * kw * c_in * c_out)))
+        elif isinstance(layer, keras.layers.Dense):
+            out.append((layer, int(layer.input.shape[-1]) * layer.units))
+    return out
+
+
+def train_flops_per_image(generator: keras.Model, discriminator: keras.Model) -> float:
+    """Approximate FLOPs of one train step per image: 3 × (G forward + 2 × D forward), 2 FLOPs per MAC."""
+    g = sum(m for _, m in layer_macs(generator))
+    d = sum(m for _, m in layer_macs(discriminator))
+    return 2.0 * 3.0 * (g + 2 * d)
+
+
+class TutorialStep:
+    """A plain re-implementation of the TF DCGAN tutorial's ``train_step``, in float32.
+
+    Adam(1e-4) for both networks, ``BinaryCrossentropy(from_logits=True)``,
+    fresh ``tf.random.normal`` noise each step, one ``tf.function``, nothing else:
+    the baseline our step is compared with.
+    """
+
+    def __init__(self, spec: ModelSpec, batch_size: int) -> None:
+        self.spec = spec
+        self.batch_size = batch_size
+        self.generator = spec.build_generator(precision="fp32")
+        self.discriminator = spec.build_discriminator("fp32")
+        self.cross_entropy = keras.losses.BinaryCrossentropy(from_logits=True)
+        self.generator_optimizer = keras.optimizers.Adam(1e-4)
+        self.discriminator_optimizer = keras.optimizers.Adam(1e-4)
+        self.step = tf.function(self._train_step)
+
+    def _train_step(self, images, labels=None):
+        noise = tf.random.normal([self.batch_size, self.spec.latent_dim])
+        g_in = noise if labels is None else [noise, labels]
+        with tf.GradientTape() as gen_tape, tf.GradientTape() as disc_tape:
+            generated_images = self.generator(g_in, training=True)
+            real_output = self.discriminator(images if labels is None else [images, labels], training=True)
+            fake_output = self.discriminator(generated_images if labels is None else [generated_images, labels],
+                                              training=True)  # fmt: skip
+            gen_loss = self.cross_entropy(tf.ones_like(fake_output), fake_output)
+            disc_loss = self.cross_entropy(tf.ones_like(real_output), real_output) + self.cross_entropy(
+                tf.zeros_like(fake_output), fake_output
+            )
+        gradients_of_generator = gen_tape.gradient(gen_loss, self.generator.trainable_variables)
+        gradients_of_discriminator = disc_tape.gradient(disc_loss, self.discriminator.trainable_variables)
+        self.generator_optimizer.apply_gradients(zip(gradients_of_generator, self.generator.trainable_variables))
+        self.discriminator_optimizer.apply_gradients(
+            zip(gradients_of_discriminator, self.discriminator.trainable_variables)
+        )
+        return gen_loss
+
+    def __call__(self, images, labels=None):
+        return self.step(images) if labels is None else self.step(images, labels)
+
+
+def _time_steps(step, batch, steps: int) -> float:
+    """Seconds per step over ``steps`` calls, synchronised once at the end."""
+    start = time.perf_counter()
+    for _ in range(steps):
+        out = step(*batch)
+    _sync(out)
+    return (time.perf_counter() - start) / steps
+
+
+def _sync(out) -> None:
+    tensor = next(iter(out.values())) if isinstance(out, dict) else out
+    float(np.asarray(tensor).ravel()[0])
+
+
+def conv_limit_gflops(model: keras.Model, precision: str, batch_size: int, repeats: int = 10) -> tuple[str, float]:
+    """GFLOP/s of ``model``'s largest convolution alone (forward, at ``precision``): the machine's own limit."""
+    convs = [(layer, m) for layer, m in layer_macs(model) if not isinstance(layer, keras.layers.Dense)]
+    layer, macs = max(convs, key=lambda lm: lm[1])
+    config = layer.get_config()
+    config.pop("dtype", None)
+    config["name"] = "probe"
+    with_policy = hardware.dtype_policy(precision)
+    probe = type(layer).from_config({**config, "dtype": with_policy} if with_policy else config)
+    x = tf.random.normal([batch_size, *layer.input.shape[1:]])
+    fn = tf.function(lambda t: probe(t))
+    _sync(fn(x))
+    seconds = _time_steps(fn, (x,), repeats)
+    desc = f"{type(layer).__name__}({layer.filters}, {layer.kernel_size}, strides={layer.strides}) on {tuple(layer.input.shape[1:])}"
+    return desc, 2.0 * macs * batch_size / seconds / 1e9
+
+
+def epoch_overhead_seconds(trainer, spec: ModelSpec, checkpoint_every: int = 15) -> float:
+    """Seconds of per-epoch work outside the steps: grid, history, plot, and 1/checkpoint_every of a checkpoint."""
+    from gan_lib import viz
+    from gan_lib.io import atomic_write_json
+    from gan_lib.training import grid_inputs, save_checkpoint
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = Path(tmp)
+        manager = tf.train.CheckpointManager(trainer.checkpoint, run_dir / "checkpoints", max_to_keep=1)
+        noise, labels = grid_inputs(spec.num_grid_samples, spec.latent_dim, 0, spec.num_classes, spec.grid[1])
+        history = [{"epoch": e, "d_loss": 1.0, "g_loss": 1.0, "d_real_acc": 0.5, "d_fake_acc": 0.5, "seconds": 1}
+                   for e in range(1, 51)]  # fmt: skip
+        trainer._sampler_stale = True
+        start = time.perf_counter()
+        viz.save_grid(trainer.generate(noise, labels), run_dir / "grid.png", *spec.grid)
+        atomic_write_json(run_dir / "history.json", history)
+        viz.plot_history(history, run_dir / "losses.png")
+        import matplotlib.pyplot as plt
+
+        plt.close("all")
+        per_epoch = time.perf_counter() - start
+        start = time.perf_counter()
+        save_checkpoint(trainer, manager, run_dir)
+        checkpoint = time.perf_counter() - start
+    return per_epoch + checkpoint / checkpoint_every
+
+
+def run_bench(
+    model: str = "mnist", precision: str = "auto", batch_size: int | None = None, steps: int = 10, repeats: int = 3
+) -> dict[str, Any]:
+    """Measure and return the benchmark's figures (also printed by the CLI)."""
+    from gan_lib.training import GANTrainer
+
+    spec = get_spec(model)
+    precision = hardware.resolve_precision(precision)
+    batch_size = batch_size or spec.batch_size
+    keras.utils.set_random_seed(0)
+    trainer = GANTrainer(spec.build_generator(precision=precision), spec.build_discriminator(precision),
+                         latent_dim=spec.latent_dim, num_classes=spec.num_classes)  # fmt: skip
+    tutorial = TutorialStep(spec, batch_size)
+    rng = np.random.default_rng(0)
+    images = tf.constant(rng.uniform(-1, 1, (batch_size, *spec.image_shape)).astype(np.float32))
+    batch = (images,) if not spec.conditional else (images, tf.constant(rng.integers(0, 10, batch_size), tf.int32))
+    ours_fn = trainer.train_step
+    for fn in (ours_fn, tutorial):  # compile and warm up
+        _time_steps(fn, batch, 3)
+    ours, base = [], []
+    for _ in range(repeats):
+        ours.append(_time_steps(ours_fn, batch, steps))
+        base.append(_time_steps(tutorial, batch, steps))
+    ours_s, base_s = statistics.median(ours), statistics.median(base)
+    flops = train_flops_per_image(trainer.generator, trainer.discriminator)
+    conv_desc, limit = conv_limit_gflops(trainer.generator, precision, batch_size)
+    achieved = flops * batch_size / ours_s / 1e9
+    steps_per_epoch = {"mnist": 60000, "cifar10": 50000, "fashion-cgan": 60000}.get(model, 50000) // batch_size
+    overhead = epoch_overhead_seconds(trainer, spec)
+    epoch_seconds = steps_per_epoch * ours_s + overhead
+    return {
+        "model": model,
+        "machine": hardware.describe(),
+        "isa": hardware.cpu_isa(),
+        "precision": precision,
+        "batch_size": batch_size,
+        "images_per_second": batch_size / ours_s,
+        "baseline_images_per_second": batch_size / base_s,
+        "ratio": base_s / ours_s,
+        "ours_ms_per_step": [round(s * 1000, 1) for s in ours],
+        "baseline_ms_per_step": [round(s * 1000, 1) for s in base],
+        "gflop_per_image_step": flops / 1e9,
+        "achieved_gflops": achieved,
+        "largest_conv": conv_desc,
+        "conv_limit_gflops": limit,
+        "efficiency": achieved / limit,
+        "epoch_seconds": epoch_seconds,
+        "baseline_epoch_seconds": steps_per_epoch * base_s,
+        "epoch_overhead_seconds": overhead,
+        "overhead_share": overhead / epoch_seconds,
+    }
+
+
+def format_report(r: dict[str, Any]) -> str:
+    lines = [
+        f"model {r['model']}, batch {r['batch_size']}, precision {r['precision']}",
+        f"machine: {r['machine']}",
+        f"our step:      {r['images_per_second']:8.1f} images/s   (ms/step per repeat: {r['ours_ms_per_step']})",
+        f"tutorial step: {r['baseline_images_per_second']:8.1f} images/s   (fp32; ms/step: {r['baseline_ms_per_step']})",
+        f"ratio:         {r['ratio']:.2f}x",
+        f"work: {r['gflop_per_image_step']:.3f} GFLOP per image per step -> {r['achieved_gflops']:.1f} GFLOP/s achieved",
+        f"machine limit: {r['conv_limit_gflops']:.1f} GFLOP/s on the largest convolution, {r['largest_conv']}",
+        f"efficiency:    {100 * r['efficiency']:.0f}% of that limit",
+        f"full epoch:    {r['epoch_seconds']:.1f} s ours vs {r['baseline_epoch_seconds']:.1f} s tutorial; "
+        f"per-epoch work (grid, history, plot, checkpoint/15) {r['epoch_overhead_seconds']:.2f} s "
+        f"= {100 * r['overhead_share']:.1f}% of the epoch",
+        f"images_per_second={r['images_per_second']:.1f} baseline_images_per_second={r['baseline_images_per_second']:.1f} "
+        f"ratio={r['ratio']:.3f} efficiency={r['efficiency']:.3f} isa={r['isa']}",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,60 @@
+"""The fast paths and the benchmark's arithmetic. Timing itself is never asserted here."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from gan_lib import bench, hardware
+from gan_lib.models import build_discriminator, build_generator
+from gan_lib.specs import get_spec
+from gan_lib.training import GANTrainer
+
+
+def test_flop_count_of_the_tutorial_mnist_step():
+    spec = get_spec("mnist")
+    g, d = spec.build_generator(), spec.build_discriminator()
+    g_macs = 100 * 7 * 7 * 256 + 7 * 7 * 25 * 256 * 128 + 7 * 7 * 25 * 128 * 64 + 14 * 14 * 25 * 64 * 1
+    d_macs = 14 * 14 * 25 * 1 * 64 + 7 * 7 * 25 * 64 * 128 + 7 * 7 * 128
+    assert sum(m for _, m in bench.layer_macs(g)) == g_macs
+    assert sum(m for _, m in bench.layer_macs(d)) == d_macs
+    assert bench.train_flops_per_image(g, d) == pytest.approx(6 * (g_macs + 2 * d_macs))
+
+
+def test_precision_resolution(monkeypatch):
+    for isa, expected in (("amx", "bf16"), ("avx512_bf16", "bf16"), ("none", "fp32")):
+        monkeypatch.setattr(hardware, "cpu_isa", lambda isa=isa: isa)
+        monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
+        assert hardware.resolve_precision("auto") == expected
+    assert hardware.resolve_precision("fp16") == "fp16"
+    with pytest.raises(ValueError, match="unknown precision"):
+        hardware.resolve_precision("int8")
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_reduced_precision_models_train_and_return_float32(precision, mnist_sample):
+    keras.utils.set_random_seed(0)
+    policy = hardware.dtype_policy(precision)
+    # Small networks: CPUs emulate fp16 convolutions slowly.
+    g = build_generator(100, (28, 28, 1), project_filters=16, hidden_filters=(8, 8), dtype_policy=policy)
+    d = build_discriminator((28, 28, 1), filters=(8, 16), dtype_policy=policy)
+    assert g.get_layer("project").compute_dtype in ("bfloat16", "float16")
+    assert g.get_layer("project").kernel.dtype == "float32"  # weights stay float32
+    trainer = GANTrainer(g, d, latent_dim=100)
+    if precision == "fp16":
+        assert isinstance(trainer.g_optimizer, keras.optimizers.LossScaleOptimizer)
+    batch = tf.cast(mnist_sample.x_train[:32], tf.float32) / 127.5 - 1
+    losses = [trainer.train_step(batch) for _ in range(3)]
+    assert all(np.isfinite(float(out["d_loss"])) for out in losses)
+    images = trainer.generate(np.random.default_rng(0).standard_normal((4, 100)).astype("float32"))
+    assert images.dtype == np.float32 and np.abs(images).max() <= 1
+
+
+def test_bench_reports_the_machine_readable_line():
+    result = bench.run_bench("mnist", precision="fp32", batch_size=16, steps=1, repeats=3)
+    line = bench.format_report(result).splitlines()[-1]
+    fields = dict(item.split("=") for item in line.split())
+    assert set(fields) == {"images_per_second", "baseline_images_per_second", "ratio", "efficiency", "isa"}
+    assert float(fields["ratio"]) > 0 and 0 < float(fields["efficiency"])
+    assert fields["isa"] in ("amx", "avx512_bf16", "none")
+    assert 0 < result["overhead_share"] < 1
