@@ -151,6 +151,7 @@ class GANTrainer:
         )
         self._compiled_step = tf.function(self._step, jit_compile=False)
         self._sampler_stale = True
+        self._input_checked = False
 
     @property
     def conditional(self) -> bool:
@@ -194,6 +195,9 @@ class GANTrainer:
 
     def train_step(self, images, labels=None) -> dict[str, tf.Tensor]:
         """One compiled step on a batch of images in [-1, 1] (and labels for a cGAN)."""
+        if not self._input_checked:  # once: a uint8 batch here would train on garbage
+            checks.check_unit_images(images, self.image_shape, name="the batch passed to train_step")
+            self._input_checked = True
         self._sampler_stale = True
         if self.conditional:
             if labels is None:
@@ -402,11 +406,25 @@ def save_checkpoint(trainer: GANTrainer, manager: tf.train.CheckpointManager, ru
 
 
 def restore_latest(trainer: GANTrainer, manager: tf.train.CheckpointManager, verbose: int = 1) -> int:
-    """Restore the newest checkpoint in ``manager``'s folder; return its epoch (0 if none)."""
-    if manager.latest_checkpoint is None:
-        return 0
-    trainer.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-    epoch = int(trainer.epoch.numpy())
-    if verbose >= 0:
-        print(f"Resuming from {manager.latest_checkpoint} (epoch {epoch}).", file=sys.stderr, flush=True)
-    return epoch
+    """Restore the newest *readable* checkpoint in ``manager``'s folder; return its epoch (0 if none).
+
+    TensorFlow records a checkpoint in the folder's ``checkpoint`` file only
+    after all its files are written, so a run killed mid-save leaves the
+    previous checkpoint as the latest. If the latest one is unreadable all the
+    same (a truncated or corrupted file), the next older one is used, loudly.
+    """
+    for path in reversed(manager.checkpoints):
+        try:
+            trainer.checkpoint.restore(path).assert_existing_objects_matched()
+        except (tf.errors.OpError, ValueError, AssertionError, IndexError, KeyError) as exc:
+            print(f"Checkpoint {path} is unreadable ({type(exc).__name__}); trying an older one.", file=sys.stderr)
+            continue
+        epoch = int(trainer.epoch.numpy())
+        if verbose >= 0:
+            print(f"Resuming from {path} (epoch {epoch}).", file=sys.stderr, flush=True)
+        return epoch
+    if manager.checkpoints:
+        raise RuntimeError(
+            f"none of the checkpoints in {manager.directory} can be read. Move that folder away to start over."
+        )
+    return 0
