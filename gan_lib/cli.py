@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--precision", choices=PRECISIONS, default="auto",
                        help="auto: bf16 on CPUs with AMX or AVX512-BF16 and on recent GPUs, else fp32")  # fmt: skip
     train.add_argument("--metrics-every", type=int, default=5, help="epochs between quality metrics (0: never)")
+    train.add_argument("--tensorboard", action="store_true", help="also log to RUN_DIR/tensorboard")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
 
     sample = sub.add_parser("sample", help="draw images from a run's latest generator into an .npz")
@@ -106,6 +107,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         recipe=args.recipe,
         precision=args.precision,
         metrics_every=args.metrics_every,
+        tensorboard=args.tensorboard,
         verbose=0 if args.quiet else 1,
     )
     print(f"run folder: {run_dir} ({len(history)} epochs in history.json; GIF: {run_dir / 'progress.gif'})")

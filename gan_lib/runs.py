@@ -91,6 +91,7 @@ def train_model(
     recipe: str = DEFAULT_RECIPE,
     precision: str = "auto",
     metrics_every: int = 5,
+    tensorboard: bool = False,
     verbose: int = 1,
     epoch_callbacks=(),
 ):
@@ -144,6 +145,7 @@ def train_model(
         trainer, dataset.x_train, dataset.y_train if spec.conditional else None,
         epochs=epochs, run_dir=run_dir, batch_size=batch_size, checkpoint_every=checkpoint_every,
         grid=spec.grid, class_names=dataset.class_names, verbose=verbose, epoch_callbacks=callbacks,
+        tensorboard=tensorboard,
     )  # fmt: skip
     return trainer, history, run_dir
 

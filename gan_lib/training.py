@@ -312,6 +312,7 @@ def train(
     class_names: Sequence[str] | None = None,
     steps_per_epoch: int | None = None,
     epoch_callbacks: Sequence[Callable[[int, dict[str, Any]], None]] = (),
+    tensorboard: bool = False,
     verbose: int = 1,
 ) -> list[dict[str, Any]]:
     """Train for ``epochs`` epochs (in total, counting resumed ones) and return the history.
@@ -325,6 +326,9 @@ def train(
 
     ``epoch_callbacks``: functions ``f(epoch, record)`` called after each
     epoch; they may add keys (metrics) to the record before it is saved.
+    ``tensorboard``: also log the record's numbers and the grid to
+    ``run_dir/tensorboard`` (``tensorboard --logdir run_dir/tensorboard``).
+    In Jupyter, one output area shows the latest grid, the curves and the ETA.
     """
     run_dir = Path(run_dir)
     checks.check_uint8_images(images, channels=trainer.image_shape[-1])
@@ -348,6 +352,8 @@ def train(
     noise, grid_labels = grid_inputs(rows * cols, trainer.latent_dim, trainer.seed, trainer.num_classes, cols)
     titles = list(class_names)[:cols] if (trainer.conditional and class_names) else None
     steps = len(images) // batch_size if steps_per_epoch is None else min(steps_per_epoch, len(images) // batch_size)
+    writer = tf.summary.create_file_writer(str(run_dir / "tensorboard")) if tensorboard else None
+    live = viz.LiveDisplay.create() if verbose else None
 
     for epoch in range(start_epoch + 1, epochs + 1):
         started = time.perf_counter()
@@ -366,10 +372,9 @@ def train(
                 progbar.update(step, [("d_loss", values["d_loss"]), ("g_loss", values["g_loss"])])
         record: dict[str, Any] = {"epoch": epoch, **{k: round(v / steps, 5) for k, v in sums.items()}}
         trainer.epoch.assign(epoch)
-        viz.save_grid(
-            trainer.generate(noise, grid_labels), run_dir / "grids" / f"epoch_{epoch:04d}.png", rows, cols,
-            column_titles=titles, title=f"epoch {epoch}",
-        )  # fmt: skip
+        grid_images = trainer.generate(noise, grid_labels)
+        grid_path = run_dir / "grids" / f"epoch_{epoch:04d}.png"
+        viz.save_grid(grid_images, grid_path, rows, cols, column_titles=titles, title=f"epoch {epoch}")
         record["seconds"] = round(time.perf_counter() - started, 3)
         for callback in epoch_callbacks:
             callback(epoch, record)
@@ -379,6 +384,10 @@ def train(
         import matplotlib.pyplot as plt
 
         plt.close("all")
+        if writer is not None:
+            _log_tensorboard(writer, epoch, record, viz.tile_images(grid_images, rows, cols))
+        if live is not None:
+            live.update(grid_path, history, epochs)
         if epoch % checkpoint_every == 0 or epoch == epochs:
             save_checkpoint(trainer, manager, run_dir)
         if verbose:
@@ -393,6 +402,16 @@ def train(
     if frames:
         viz.make_gif(frames, run_dir / "progress.gif")
     return history
+
+
+def _log_tensorboard(writer, epoch: int, record: dict[str, Any], grid: np.ndarray) -> None:
+    """Every number of the epoch's record as a scalar, and the grid (uint8 H×W×C) as an image."""
+    with writer.as_default():
+        for key, value in record.items():
+            if key != "epoch" and isinstance(value, (int, float)):
+                tf.summary.scalar(key, value, step=epoch)
+        tf.summary.image("grid", grid[None], step=epoch)
+    writer.flush()
 
 
 def save_checkpoint(trainer: GANTrainer, manager: tf.train.CheckpointManager, run_dir: Path) -> str:

@@ -1,4 +1,5 @@
 import json
+import os
 
 import imageio.v3 as iio
 import keras
@@ -163,3 +164,34 @@ def test_nan_loss_stops_with_epoch_and_step(tmp_path, mnist_sample):
               epoch_callbacks=[poison])  # fmt: skip
     assert state_file.read_text() == before  # the last good checkpoint (epoch 2) is still the latest
     assert [h["epoch"] for h in json.loads((tmp_path / "history.json").read_text())] == [1, 2, 3]
+
+
+def test_tensorboard_logs_scalars_and_grid(tmp_path, mnist_sample):
+    from tests.test_keras_gan import read_events
+
+    train(small_trainer(), mnist_sample.x_train[:128], epochs=2, run_dir=tmp_path, batch_size=64, tensorboard=True,
+          verbose=0)  # fmt: skip
+    scalars, images = read_events(tmp_path / "tensorboard")
+    assert {"d_loss", "g_loss", "d_real_acc", "d_fake_acc", "seconds"} <= scalars
+    assert images == {"grid"}
+
+
+def test_live_display_updates_one_output_in_a_notebook(tmp_path):
+    import nbformat
+    from nbclient import NotebookClient
+
+    code = f"""
+import numpy as np
+from gan_lib.data import load_sample
+from tests.test_training import small_trainer
+from gan_lib.training import train
+x = load_sample("mnist").x_train[:128]
+history = train(small_trainer(), x, epochs=3, run_dir={str(tmp_path / "run")!r}, batch_size=64)
+"""
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": os.getcwd()}}).execute()
+    outputs = nb.cells[0].outputs
+    pictures = [o for o in outputs if o.output_type == "display_data" and "image/png" in o.get("data", {})]
+    assert len(pictures) == 1  # one area, updated in place, not one picture per epoch
+    texts = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert "epoch 3/3" in texts
