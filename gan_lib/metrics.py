@@ -239,3 +239,13 @@ def epoch_metrics_callback(trainer, dataset: str, real_test: np.ndarray, every: 
         record["metrics_seconds"] = round(time.perf_counter() - start, 2)
 
     return callback
+
+
+def training_callbacks(trainer, dataset: str, real_test: np.ndarray, every: int = 5, n: int = TRAINING_N) -> list:
+    """The metric hooks for ``train(..., epoch_callbacks=...)``: one when ``dataset``'s classifier ships with
+    the kit, none otherwise or in smoke mode (where a few steps give nothing worth measuring)."""
+    from gan_lib.runs import smoke_mode
+
+    if smoke_mode() or not classifier_path(dataset).exists():
+        return []
+    return [epoch_metrics_callback(trainer, dataset, real_test, every=every, n=n)]
