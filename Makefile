@@ -26,11 +26,12 @@ demo: setup
 
 test-unit: setup
 	$(BIN)/python -m pytest tests -q
+	$(BIN)/python -m pytest --doctest-glob="*.md" docs -q
 
 test-notebooks: setup
 	GAN_LIB_SMOKE=1 $(BIN)/python -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=600 notebooks -q
 
-test: test-unit test-notebooks lint
+test: lint test-unit test-notebooks
 
 lint: setup
 	$(BIN)/ruff check gan_lib tests scripts notebooks
