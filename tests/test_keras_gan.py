@@ -8,7 +8,7 @@ import tensorflow as tf
 from gan_lib.data import make_dataset
 from gan_lib.keras_gan import GAN, ImageGridCallback, MetricsCallback
 from gan_lib.models import build_discriminator, build_generator
-from gan_lib.specs import get_recipe
+from gan_lib.specs import get_recipe, get_spec
 from gan_lib.training import GANTrainer
 
 LATENT = 16
@@ -47,9 +47,13 @@ def test_fit_and_plain_loop_reach_the_same_weights(conditional, mnist_sample):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
-def test_fit_with_tensorboard_backup_checkpoint_earlystopping_and_our_callbacks(tmp_path, mnist_sample):
-    data = make_dataset(mnist_sample.x_train[:256], None, 64, seed=0, epoch=1)
-    gan = compiled_gan(*small_models())
+def test_fit_trains_the_mnist_dcgan_with_standard_and_our_callbacks(tmp_path, mnist_sample):
+    data = make_dataset(mnist_sample.x_train[:128], None, 64, seed=0, epoch=1)
+    spec = get_spec("mnist")  # the TF tutorial's networks
+    keras.utils.set_random_seed(0)
+    gan = GAN(spec.build_generator(), spec.build_discriminator(), latent_dim=spec.latent_dim)
+    g_optimizer, d_optimizer = get_recipe("dcgan").make_optimizers()
+    gan.compile(d_optimizer=d_optimizer, g_optimizer=g_optimizer)
     tb_dir = tmp_path / "tensorboard"
     callbacks = [
         MetricsCallback(gan, "mnist", mnist_sample.x_test[:500], every=1, n=200),
