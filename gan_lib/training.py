@@ -432,11 +432,13 @@ def restore_latest(trainer: GANTrainer, manager: tf.train.CheckpointManager, ver
     previous checkpoint as the latest. If the latest one is unreadable all the
     same (a truncated or corrupted file), the next older one is used, loudly.
     """
+    problem = ""
     for path in reversed(manager.checkpoints):
         try:
             trainer.checkpoint.restore(path).assert_existing_objects_matched()
         except (tf.errors.OpError, ValueError, AssertionError, IndexError, KeyError) as exc:
-            print(f"Checkpoint {path} is unreadable ({type(exc).__name__}); trying an older one.", file=sys.stderr)
+            problem = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+            print(f"Checkpoint {path} is unreadable ({problem}); trying an older one.", file=sys.stderr)
             continue
         epoch = int(trainer.epoch.numpy())
         if verbose >= 0:
@@ -444,6 +446,7 @@ def restore_latest(trainer: GANTrainer, manager: tf.train.CheckpointManager, ver
         return epoch
     if manager.checkpoints:
         raise RuntimeError(
-            f"none of the checkpoints in {manager.directory} can be read. Move that folder away to start over."
+            f"none of the checkpoints in {manager.directory} can be read (last problem: {problem}). They may be "
+            "corrupt, or from another model or an older version of the kit. Move that folder away to start over."
         )
     return 0
