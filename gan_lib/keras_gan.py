@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from gan_lib import losses, viz
-from gan_lib.training import gan_train_step, grid_inputs
+from gan_lib.training import gan_train_step, generate_images, grid_inputs
 
 
 class GAN(keras.Model):
@@ -156,16 +156,6 @@ class MetricsCallback(keras.callbacks.Callback):
 
         noise = np.random.default_rng([1, 31337]).standard_normal((self.n, self.gan.latent_dim)).astype(np.float32)
         labels = None if self.gan.num_classes is None else (np.arange(self.n) % self.gan.num_classes).astype(np.int32)
-        images = np.concatenate(
-            [
-                np.asarray(
-                    self.gan.generator(
-                        noise[i : i + 500] if labels is None else [noise[i : i + 500], labels[i : i + 500]],
-                        training=False,
-                    )
-                )
-                for i in range(0, self.n, 500)
-            ]
-        )
+        images = generate_images(self.gan.generator, noise, labels)
         result = metrics.evaluate_images(self.dataset, images, self.real_test, labels)
         logs.update({k: result[k] for k in ("fcd", "score", "cond_acc") if k in result})

@@ -174,6 +174,8 @@ def sample_run(run_dir: str | os.PathLike, n: int, seed: int = 0, batch_size: in
     Returns ``(x, labels)``: x float32 (n, H, W, C) in [-1, 1]; labels (n,)
     int cycling 0-9 for a cGAN, else None.
     """
+    from gan_lib.training import generate_images
+
     if n < 1:
         raise InputError(f"--n must be at least 1; got {n}.")
     config = load_run_config(run_dir)
@@ -185,45 +187,4 @@ def sample_run(run_dir: str | os.PathLike, n: int, seed: int = 0, batch_size: in
     if conditional:
         num_classes = config.get("num_classes") or 10
         labels = (np.arange(n) % num_classes).astype(np.int32)
-    out = []
-    for i in range(0, n, batch_size):
-        inputs = (
-            noise[i : i + batch_size] if labels is None else [noise[i : i + batch_size], labels[i : i + batch_size]]
-        )
-        out.append(np.asarray(generator(inputs, training=False), dtype=np.float32))
-    return np.concatenate(out), labels
-
-
-def evaluate_run(
-    run_dir: str | os.PathLike, *, n: int = metrics.EVAL_N, data_dir: str | os.PathLike | None = None
-) -> dict[str, Any]:
-    """Metrics of a run's latest generator on ``n`` samples against the real test split.
-
-    Writes them to ``run_dir/metrics.json`` (keeping any other keys already
-    there, such as a reference run's command and duration) and returns them.
-    """
-    run_dir = Path(run_dir)
-    config = load_run_config(run_dir)
-    spec = get_spec(config["model"])
-    dataset = data_lib.load_dataset(spec.dataset, data_dir, allow_sample=True)
-    x, labels = sample_run(run_dir, n, seed=1)
-    result = metrics.evaluate_images(spec.dataset, x, dataset.x_test, labels)
-    generator_info = (
-        json.loads((run_dir / "generator.json").read_text()) if (run_dir / "generator.json").exists() else {}
-    )
-    info = metrics.classifier_info(spec.dataset)
-    path = run_dir / "metrics.json"
-    report = json.loads(path.read_text()) if path.exists() else {}
-    report.update(
-        {
-            "model": spec.name,
-            "epoch": generator_info.get("epoch"),
-            "metrics": result,
-            "protocol": f"{n} generated images (inference mode, quantised to uint8) vs the {result['reference']}",
-            "classifier_test_accuracy": info.get("test_accuracy"),
-            "real_floor": info.get("real_floor"),
-            "data_is_sample": dataset.is_sample,
-        }
-    )
-    atomic_write_json(path, report)
-    return report
+    return generate_images(generator, noise, labels, batch_size), labels

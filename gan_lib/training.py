@@ -207,13 +207,23 @@ class GANTrainer:
 
     def generate(self, noise: np.ndarray, labels: np.ndarray | None = None, batch_size: int = 500) -> np.ndarray:
         """Images (N, H, W, C) in [-1, 1] from ``sampler`` in inference mode (``training=False``)."""
-        out = []
-        for i in range(0, len(noise), batch_size):
-            inputs = noise[i : i + batch_size]
-            if self.conditional:
-                inputs = [inputs, np.asarray(labels[i : i + batch_size], np.int32)]
-            out.append(np.asarray(self.sampler(inputs, training=False)))
-        return np.concatenate(out)
+        return generate_images(self.sampler, noise, labels if self.conditional else None, batch_size)
+
+
+def generate_images(
+    generator: keras.Model, noise: np.ndarray, labels: np.ndarray | None = None, batch_size: int = 500
+) -> np.ndarray:
+    """Run ``generator`` in inference mode over noise (N, latent_dim) [and labels (N,)], in batches.
+
+    Returns float32 images (N, H, W, C) in [-1, 1].
+    """
+    out = []
+    for i in range(0, len(noise), batch_size):
+        inputs = noise[i : i + batch_size]
+        if labels is not None:
+            inputs = [inputs, np.asarray(labels[i : i + batch_size], np.int32)]
+        out.append(np.asarray(generator(inputs, training=False), dtype=np.float32))
+    return np.concatenate(out)
 
 
 def recalibrate_batchnorm(

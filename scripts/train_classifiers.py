@@ -21,7 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from gan_lib import metrics
+from gan_lib import hardware, metrics
 from gan_lib.data import load_dataset
 from gan_lib.io import atomic_path, atomic_write_json
 
@@ -32,16 +32,6 @@ SETTINGS = {
     "fashion_mnist": (10, 128, (16, 32, 64), False),
     "cifar10": (35, 128, (32, 64, 128), True),
 }
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def augment(images, labels):
@@ -91,7 +81,7 @@ def train_one(name: str, data_dir: str | None) -> dict:
         "params": int(model.count_params()),
         "command": "python " + " ".join(sys.argv),
         "seconds": round(seconds, 1),
-        "machine": f"{cpu_name()}, {platform.machine()}, TensorFlow {tf.__version__}",
+        "machine": f"{hardware.cpu_name()}, {platform.machine()}, TensorFlow {tf.__version__}",
     }
     atomic_write_json(metrics.CLASSIFIER_DIR / f"{name}.json", info)
     print(json.dumps(info, indent=2))

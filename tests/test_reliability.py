@@ -116,7 +116,9 @@ def test_full_disk_during_training_keeps_earlier_files(tmp_path, monkeypatch, mn
 
     x = mnist_sample.x_train[:128]
     train(small_trainer(), x, epochs=1, run_dir=tmp_path, batch_size=64, checkpoint_every=1, verbose=0)
-    before = {p: p.read_bytes() for p in [tmp_path / "history.json", tmp_path / "losses.png", tmp_path / "progress.gif"]}
+    before = {
+        p: p.read_bytes() for p in [tmp_path / "history.json", tmp_path / "losses.png", tmp_path / "progress.gif"]
+    }
     real_replace = gio.os.replace
 
     def replace(src, dst):
