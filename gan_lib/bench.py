@@ -37,11 +37,7 @@ def layer_macs(model: keras.Model) -> list[tuple[keras.layers.Layer, int]]:
             c_in, c_out = layer.input.shape[-1], layer.filters
             # A convolution computes each output pixel from a kernel window; a transposed
             # convolution scatters each input pixel through the kernel.
-            shape = (
-                layer.output.shape
-                if isinstance(layer, keras.layers.Conv2D) and not isinstance(layer, keras.layers.Conv2DTranspose)
-                else layer.input.shape
-            )
+            shape = layer.input.shape if isinstance(layer, keras.layers.Conv2DTranspose) else layer.output.shape
             out.append((layer, int(shape[1] * shape[2] * kh * kw * c_in * c_out)))
         elif isinstance(layer, keras.layers.Dense):
             out.append((layer, int(layer.input.shape[-1]) * layer.units))
@@ -140,7 +136,7 @@ def epoch_overhead_seconds(trainer, spec: ModelSpec, checkpoint_every: int = 15)
         noise, labels = grid_inputs(spec.num_grid_samples, spec.latent_dim, 0, spec.num_classes, spec.grid[1])
         history = [{"epoch": e, "d_loss": 1.0, "g_loss": 1.0, "d_real_acc": 0.5, "d_fake_acc": 0.5, "seconds": 1}
                    for e in range(1, 51)]  # fmt: skip
-        trainer._sampler_stale = True
+        trainer.invalidate_sampler()  # time the BatchNorm re-estimation too, as an epoch pays it
         start = time.perf_counter()
         viz.save_grid(trainer.generate(noise, labels), run_dir / "grid.png", *spec.grid)
         atomic_write_json(run_dir / "history.json", history)

@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from gan_lib import losses, viz
-from gan_lib.training import gan_train_step, generate_images, grid_inputs
+from gan_lib.training import gan_train_step, grid_inputs
 
 
 class GAN(keras.Model):
@@ -154,8 +154,7 @@ class MetricsCallback(keras.callbacks.Callback):
             return
         from gan_lib import metrics
 
-        noise = np.random.default_rng([1, 31337]).standard_normal((self.n, self.gan.latent_dim)).astype(np.float32)
-        labels = None if self.gan.num_classes is None else (np.arange(self.n) % self.gan.num_classes).astype(np.int32)
-        images = generate_images(self.gan.generator, noise, labels)
-        result = metrics.evaluate_images(self.dataset, images, self.real_test, labels)
+        result = metrics.evaluate_generator(
+            self.gan.generator, self.dataset, self.real_test, self.n, self.gan.num_classes
+        )
         logs.update({k: result[k] for k in ("fcd", "score", "cond_acc") if k in result})

@@ -211,14 +211,29 @@ def evaluate_images(
     return result
 
 
-def evaluate_trainer(trainer, dataset: str, real_test: np.ndarray, n: int = EVAL_N, seed: int = 1) -> dict[str, Any]:
-    """Metrics of ``trainer``'s sampler (inference mode) on ``n`` fresh samples.
+def evaluate_generator(
+    generator: keras.Model,
+    dataset: str,
+    real_test: np.ndarray,
+    n: int = EVAL_N,
+    num_classes: int | None = None,
+    seed: int = 1,
+) -> dict[str, Any]:
+    """Metrics of ``generator`` (inference mode) on ``n`` fresh samples drawn from ``seed``.
 
-    For a cGAN the labels cycle 0..9, so every class gets n/10 samples.
+    For a cGAN (``num_classes`` set) the labels cycle 0..num_classes-1, so every class gets n/num_classes samples.
     """
-    noise = np.random.default_rng([seed, 31337]).standard_normal((n, trainer.latent_dim)).astype(np.float32)
-    labels = None if not trainer.conditional else (np.arange(n) % trainer.num_classes).astype(np.int32)
-    return evaluate_images(dataset, trainer.generate(noise, labels), real_test, labels)
+    from gan_lib.training import generate_images
+
+    latent_dim = generator.inputs[0].shape[-1]
+    noise = np.random.default_rng([seed, 31337]).standard_normal((n, latent_dim)).astype(np.float32)
+    labels = None if num_classes is None else (np.arange(n) % num_classes).astype(np.int32)
+    return evaluate_images(dataset, generate_images(generator, noise, labels), real_test, labels)
+
+
+def evaluate_trainer(trainer, dataset: str, real_test: np.ndarray, n: int = EVAL_N, seed: int = 1) -> dict[str, Any]:
+    """Metrics of ``trainer``'s sampler (EMA copy, BatchNorm re-estimated) on ``n`` fresh samples."""
+    return evaluate_generator(trainer.sampler, dataset, real_test, n, trainer.num_classes, seed)
 
 
 def epoch_metrics_callback(trainer, dataset: str, real_test: np.ndarray, every: int = 5, n: int = TRAINING_N):

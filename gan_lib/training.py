@@ -150,12 +150,16 @@ class GANTrainer:
             **({"ema_generator": self.ema_generator} if self.ema_generator is not None else {}),
         )
         self._compiled_step = tf.function(self._step, jit_compile=False)
-        self._sampler_stale = True
+        self.invalidate_sampler()
         self._input_checked = False
 
     @property
     def conditional(self) -> bool:
         return self.num_classes is not None
+
+    def invalidate_sampler(self) -> None:
+        """Note that the weights changed (a step, a restore): the next ``sampler`` re-estimates its statistics."""
+        self._sampler_stale = True
 
     @property
     def sampler(self) -> keras.Model:
@@ -198,7 +202,7 @@ class GANTrainer:
         if not self._input_checked:  # once: a uint8 batch here would train on garbage
             checks.check_unit_images(images, self.image_shape, name="the batch passed to train_step")
             self._input_checked = True
-        self._sampler_stale = True
+        self.invalidate_sampler()
         if self.conditional:
             if labels is None:
                 raise checks.InputError("this is a conditional GAN: pass the batch's labels to train_step.")
@@ -446,6 +450,7 @@ def restore_latest(trainer: GANTrainer, manager: tf.train.CheckpointManager, ver
     for path in reversed(manager.checkpoints):
         try:
             trainer.checkpoint.restore(path).assert_existing_objects_matched()
+            trainer.invalidate_sampler()
         except (tf.errors.OpError, ValueError, AssertionError, IndexError, KeyError) as exc:
             problem = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
             print(f"Checkpoint {path} is unreadable ({problem}); trying an older one.", file=sys.stderr)
