@@ -7,6 +7,10 @@ precision chosen, and ends with one machine-readable line::
 
     images_per_second=... baseline_images_per_second=... ratio=... efficiency=... isa=...
 
+With ``--peer torch`` it also times PyTorch on the same layers (fp32 and bf16
+autocast, :mod:`gan_lib.peer_torch`), interleaved with the same repeats, on a
+line just before that one.
+
 FLOP counts: a train step costs about 3× the forward pass of G plus 3× two
 forward passes of D (real and fake): forward, gradient w.r.t. inputs and
 gradient w.r.t. weights. Only convolutions and dense layers are counted.
@@ -152,13 +156,33 @@ def epoch_overhead_seconds(trainer, spec: ModelSpec, checkpoint_every: int = 15)
 
 
 def run_bench(
-    model: str = "mnist", precision: str = "auto", batch_size: int | None = None, steps: int = 10, repeats: int = 3
+    model: str = "mnist",
+    precision: str = "auto",
+    batch_size: int | None = None,
+    steps: int = 10,
+    repeats: int = 3,
+    peer: str | None = None,
 ) -> dict[str, Any]:
-    """Measure and return the benchmark's figures (also printed by the CLI)."""
+    """Measure and return the benchmark's figures (also printed by the CLI).
+
+    ``peer="torch"`` also times PyTorch on the same layers (see
+    :mod:`gan_lib.peer_torch`), in fp32 and under bf16 autocast, interleaved
+    with our repeats at the same batch size. PyTorch stays optional: without
+    it this raises :class:`~gan_lib.checks.InputError` with the install
+    command, before anything is built.
+    """
     from gan_lib.training import GANTrainer
 
+    if peer not in (None, "torch"):
+        raise ValueError(f"unknown peer {peer!r}; the only peer is 'torch'")
+    if peer == "torch":
+        from gan_lib import peer_torch
+
+        peer_torch.import_torch()  # fail fast, with the install hint
     spec = get_spec(model)
+    asked = precision
     precision = hardware.resolve_precision(precision)
+    bf16_speedup = hardware.measured_bf16_speedup() if hardware.cpu_isa() != "none" else None
     batch_size = batch_size or spec.batch_size
     keras.utils.set_random_seed(0)
     trainer = GANTrainer(spec.build_generator(precision=precision), spec.build_discriminator(precision),
@@ -168,24 +192,46 @@ def run_bench(
     images = tf.constant(rng.uniform(-1, 1, (batch_size, *spec.image_shape)).astype(np.float32))
     batch = (images,) if not spec.conditional else (images, tf.constant(rng.integers(0, 10, batch_size), tf.int32))
     ours_fn = trainer.train_step
+    peers: dict[str, Any] = {}
+    if peer == "torch":  # the same layers as our (Keras) networks, built after ours so both start alike
+        peers = peer_torch.make_torch_steps(trainer.generator, trainer.discriminator, spec, images.numpy(),
+                                            None if len(batch) == 1 else batch[1].numpy())  # fmt: skip
     for fn in (ours_fn, tutorial):  # compile and warm up
         _time_steps(fn, batch, 3)
     ours, base = [], []
+    peer_times: dict[str, list[float]] = {name: [] for name in peers}
     for _ in range(repeats):
         ours.append(_time_steps(ours_fn, batch, steps))
         base.append(_time_steps(tutorial, batch, steps))
+        for name, peer_step in peers.items():
+            peer_times[name].append(peer_step.seconds_per_step(steps))
     ours_s, base_s = statistics.median(ours), statistics.median(base)
     flops = train_flops_per_image(trainer.generator, trainer.discriminator)
     conv_desc, limit = conv_limit_gflops(trainer.generator, precision, batch_size)
     achieved = flops * batch_size / ours_s / 1e9
-    steps_per_epoch = {"mnist": 60000, "cifar10": 50000, "fashion-cgan": 60000}.get(model, 50000) // batch_size
+    steps_per_epoch = {"mnist": 60000, "cifar10": 50000, "fashion-cgan": 60000, "faces": 10000}.get(model, 50000)
+    steps_per_epoch //= batch_size
     overhead = epoch_overhead_seconds(trainer, spec)
     epoch_seconds = steps_per_epoch * ours_s + overhead
+    peer_figures: dict[str, Any] = {}
+    if peers:
+        fp32_s, bf16_s = statistics.median(peer_times["fp32"]), statistics.median(peer_times["bf16"])
+        peer_figures = {
+            "peer": peer,
+            "peer_torch": peer_torch.describe_torch(),
+            "peer_torch_fp32_images_per_second": batch_size / fp32_s,
+            "peer_torch_bf16_images_per_second": batch_size / bf16_s,
+            "ratio_vs_torch_bf16": bf16_s / ours_s,
+            "peer_torch_fp32_ms_per_step": [round(t * 1000, 1) for t in peer_times["fp32"]],
+            "peer_torch_bf16_ms_per_step": [round(t * 1000, 1) for t in peer_times["bf16"]],
+        }
     return {
         "model": model,
         "machine": hardware.describe(),
         "isa": hardware.cpu_isa(),
         "precision": precision,
+        "precision_asked": asked,
+        "bf16_probe_speedup": bf16_speedup,
         "batch_size": batch_size,
         "images_per_second": batch_size / ours_s,
         "baseline_images_per_second": batch_size / base_s,
@@ -201,13 +247,20 @@ def run_bench(
         "baseline_epoch_seconds": steps_per_epoch * base_s,
         "epoch_overhead_seconds": overhead,
         "overhead_share": overhead / epoch_seconds,
+        **peer_figures,
     }
 
 
 def format_report(r: dict[str, Any]) -> str:
     lines = [
-        f"model {r['model']}, batch {r['batch_size']}, precision {r['precision']}",
-        f"machine: {r['machine']}",
+        f"model {r['model']}, batch {r['batch_size']}, precision {r['precision']}"
+        + (f" (asked: {r['precision_asked']})" if r.get("precision_asked") not in (None, r["precision"]) else ""),
+        f"machine: {r['machine']}"
+        + (
+            f"; bf16 probe: {r['bf16_probe_speedup']:.2f}x fp32's speed on one convolution"
+            if r.get("bf16_probe_speedup")
+            else ""
+        ),
         f"our step:      {r['images_per_second']:8.1f} images/s   (ms/step per repeat: {r['ours_ms_per_step']})",
         f"tutorial step: {r['baseline_images_per_second']:8.1f} images/s   (fp32; ms/step: {r['baseline_ms_per_step']})",
         f"ratio:         {r['ratio']:.2f}x",
@@ -217,6 +270,17 @@ def format_report(r: dict[str, Any]) -> str:
         f"full epoch:    {r['epoch_seconds']:.1f} s ours vs {r['baseline_epoch_seconds']:.1f} s tutorial; "
         f"per-epoch work (grid, history, plot, checkpoint/15) {r['epoch_overhead_seconds']:.2f} s "
         f"= {100 * r['overhead_share']:.1f}% of the epoch",
+    ]
+    if "peer_torch_bf16_images_per_second" in r:  # before the machine-readable line, which stays last
+        t = r.get("peer_torch") or {}
+        lines.append(
+            f"torch peer:    {r['peer_torch_fp32_images_per_second']:8.1f} images/s fp32, "
+            f"{r['peer_torch_bf16_images_per_second']:.1f} images/s bf16 autocast (same layers; torch "
+            f"{t.get('version', '?')}, {t.get('threads', '?')} threads, OMP_WAIT_POLICY {t.get('omp_wait_policy', '?')}); "
+            f"ours / torch bf16 = "
+            f"{r['ratio_vs_torch_bf16']:.2f}x"
+        )
+    lines += [
         f"images_per_second={r['images_per_second']:.1f} baseline_images_per_second={r['baseline_images_per_second']:.1f} "
         f"ratio={r['ratio']:.3f} efficiency={r['efficiency']:.3f} isa={r['isa']}",
     ]

@@ -1,6 +1,6 @@
 """The ``gan-lib`` command line.
 
-gan-lib train mnist|cifar10|fashion-cgan [--epochs N] [--out DIR] [--checkpoint-every N]
+gan-lib train mnist|cifar10|fashion-cgan|faces [--epochs N] [--out DIR] [--checkpoint-every N]
                                          [--limit N] [--seed S] [--data-dir DIR]
 gan-lib sample RUN_DIR --n N --out FILE.npz
 """
@@ -33,13 +33,21 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--checkpoint-every", type=_positive_int, default=15, help="epochs between checkpoints")
     train.add_argument("--limit", type=_positive_int, default=None, help="use only the first N training images")
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--data-dir", type=Path, default=None, help="folder holding the dataset files")
+    train.add_argument(
+        "--data-dir", type=Path, default=None,
+        help="folder holding the dataset files; for faces, the folder of face images (or an .npz) itself",
+    )  # fmt: skip
     train.add_argument("--batch-size", type=_positive_int, default=None)
     train.add_argument("--recipe", choices=list(RECIPES), default=DEFAULT_RECIPE)
     train.add_argument("--precision", choices=PRECISIONS, default="auto",
-                       help="auto: bf16 on CPUs with AMX or AVX512-BF16 and on recent GPUs, else fp32")  # fmt: skip
+                       help="auto: bf16 where a one-off probe finds it faster on this CPU, and on recent GPUs; else fp32")  # fmt: skip
     train.add_argument("--metrics-every", type=int, default=5, help="epochs between quality metrics (0: never)")
     train.add_argument("--tensorboard", action="store_true", help="also log to RUN_DIR/tensorboard")
+    train.add_argument(
+        "--strategy", choices=("default", "mirrored", "multiworker"), default="default",
+        help="data-parallel training: mirrored (all GPUs here) or multiworker (each machine runs this command "
+        "with its own TF_CONFIG); --batch-size is then the global batch",
+    )  # fmt: skip
     train.add_argument("--quiet", action="store_true", help="no progress bar")
 
     sample = sub.add_parser("sample", help="draw images from a run's latest generator into an .npz")
@@ -58,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--batch-size", type=_positive_int, default=None)
     bench.add_argument("--steps", type=_positive_int, default=10, help="steps per timed repeat")
     bench.add_argument("--repeats", type=_positive_int, default=3, help="interleaved repeats (at least 3)")
+    bench.add_argument("--peer", choices=["torch"], default=None,
+                       help="also time PyTorch (fp32 and bf16 autocast) on the same layers; needs: pip install torch")  # fmt: skip
 
     from gan_lib import grading, templates  # both import only the standard library
 
@@ -87,7 +97,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from gan_lib.bench import format_report, run_bench
 
-    result = run_bench(args.model, args.precision, args.batch_size, args.steps, max(3, args.repeats))
+    result = run_bench(args.model, args.precision, args.batch_size, args.steps, max(3, args.repeats), peer=args.peer)
     print(format_report(result))
     return 0
 
@@ -109,6 +119,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         metrics_every=args.metrics_every,
         tensorboard=args.tensorboard,
         verbose=0 if args.quiet else 1,
+        strategy=args.strategy,
     )
     print(f"run folder: {run_dir} ({len(history)} epochs in history.json; GIF: {run_dir / 'progress.gif'})")
     return 0

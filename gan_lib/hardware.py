@@ -1,17 +1,29 @@
 """What machine this is, and which precision trains fastest on it.
 
 bfloat16 keeps float32's exponent range, so GAN training needs no loss scaling
-in it; CPUs with AMX-BF16 (Intel Sapphire Rapids and later) or AVX512-BF16
-(AMD Zen 4/5, Intel Cooper Lake) run bf16 convolutions markedly faster than
-fp32. Elsewhere bf16 is emulated and slower, so ``auto`` picks fp32 there.
+in it. Whether it is *faster* depends on the CPU, and the flags alone do not
+tell: AMD Zen 4/5 run AVX512-BF16 dot products on two pipes and train about
+1.4x faster in bf16, but an Intel Xeon whose hypervisor hides AMX (flags
+``avx512_bf16`` without ``amx_bf16``) has one bf16 port against two fp32 FMA
+ports, and trained 0.6x as fast in bf16 as in fp32 (measured, see README).
+So on a CPU with a bf16 ISA, ``auto`` *measures*: it times a convolution's
+forward and backward pass in both precisions, interleaved, and keeps bf16 only
+when it wins by 10% or more. The answer is cached per CPU and TensorFlow
+version (``~/.cache/gan-kit/precision.json``, or ``$GAN_LIB_CACHE_DIR``), so
+the probe's few seconds are paid once. CPUs without a bf16 ISA get fp32.
 On a GPU ``auto`` picks bf16 where the GPU supports it (compute capability
 8.0+), else fp16 with loss scaling.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import platform
+import time
 from functools import lru_cache
+from pathlib import Path
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 POLICIES = {"fp32": None, "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
@@ -73,7 +85,89 @@ def resolve_precision(precision: str = "auto") -> str:
     if gpus:
         capability = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability", (0, 0))
         return "bf16" if capability >= (8, 0) else "fp16"
-    return "bf16" if cpu_isa() in ("amx", "avx512_bf16") else "fp32"
+    if cpu_isa() not in ("amx", "avx512_bf16"):
+        return "fp32"
+    return "bf16" if measured_bf16_speedup() >= BF16_MIN_SPEEDUP else "fp32"
+
+
+BF16_MIN_SPEEDUP = 1.1
+CACHE_ENV = "GAN_LIB_CACHE_DIR"
+
+
+def _cache_file() -> Path:
+    base = os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "gan-kit")
+    return Path(base) / "precision.json"
+
+
+def _machine_key() -> str:
+    import tensorflow as tf
+
+    flags = ",".join(sorted(cpu_flags()))
+    raw = f"{cpu_name()}|{hashlib.sha256(flags.encode()).hexdigest()[:16]}|tf{tf.__version__}|{os.cpu_count()}"
+    return raw
+
+
+def probe_bf16_speedup(batch_size: int = 64, repeats: int = 4) -> float:
+    """Time fp32 over bf16 for one convolution's forward + backward pass (> 1: bf16 is faster).
+
+    The probe is the MNIST generator's largest layer (a 5×5 transposed
+    convolution, 256 -> 128 channels on 7×7), whose shape is typical of the
+    kit's models. The two precisions are timed in turn, ``repeats`` times, and
+    the medians compared, so a busy second core disturbs both alike.
+    """
+    import statistics
+
+    import keras
+    import tensorflow as tf
+
+    def make(policy: str | None):
+        layer = keras.layers.Conv2DTranspose(128, 5, padding="same", use_bias=False, dtype=policy)
+        x = tf.random.stateless_normal([batch_size, 7, 7, 256], seed=[0, 1])
+
+        @tf.function
+        def step():
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = tf.cast(layer(x), tf.float32)
+                loss = tf.reduce_mean(tf.square(y))
+            grads = tape.gradient(loss, [x, layer.kernel])
+            return loss + tf.reduce_sum(tf.cast(grads[0][0, 0, 0], tf.float32)) + tf.reduce_sum(grads[1][0, 0, 0])
+
+        float(step())  # build and trace
+        return step
+
+    steps = {"fp32": make(None), "bf16": make("mixed_bfloat16")}
+    times: dict[str, list[float]] = {"fp32": [], "bf16": []}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            for _ in range(3):
+                out = step()
+            float(out)
+            times[name].append(time.perf_counter() - start)
+    return statistics.median(times["fp32"]) / statistics.median(times["bf16"])
+
+
+def measured_bf16_speedup() -> float:
+    """:func:`probe_bf16_speedup` for this machine, measured once and then read from the cache."""
+    path, key = _cache_file(), _machine_key()
+    try:
+        cached = json.loads(path.read_text())
+    except (OSError, ValueError):
+        cached = {}
+    if isinstance(cached, dict) and isinstance(cached.get(key), dict) and "bf16_speedup" in cached[key]:
+        return float(cached[key]["bf16_speedup"])
+    speedup = probe_bf16_speedup()
+    cached = cached if isinstance(cached, dict) else {}
+    cached[key] = {"bf16_speedup": round(speedup, 3), "measured": time.strftime("%Y-%m-%d %H:%M:%S")}
+    try:
+        from gan_lib.io import atomic_write_json
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, cached)
+    except OSError:  # a read-only home: measure again next time rather than fail
+        pass
+    return speedup
 
 
 def dtype_policy(precision: str) -> str | None:

@@ -91,6 +91,7 @@ def build_generator(
     kernel_initializer: str | keras.initializers.Initializer = "glorot_uniform",
     embedding_dim: int = 50,
     dtype_policy: str | None = None,
+    synchronized_batchnorm: bool = False,
     name: str | None = None,
 ) -> keras.Model:
     """A DCGAN generator: noise (B, latent_dim) [, labels (B,)] -> images (B, *image_shape) in [-1, 1].
@@ -104,6 +105,13 @@ def build_generator(
 
     ``dtype_policy``: e.g. ``"mixed_bfloat16"`` to compute in bfloat16 with
     float32 weights; the output layer always returns float32.
+
+    ``synchronized_batchnorm``: for training under a ``tf.distribute``
+    strategy (:mod:`gan_lib.distribute`). Each replica sees only its share of
+    the global batch, so by default its BatchNorm normalises with that share's
+    statistics; with ``True`` the mean and variance are all-reduced over every
+    replica, so N replicas normalise exactly as one device would on the whole
+    batch. Without a strategy it changes nothing.
     """
     with dtype_policy_scope(dtype_policy):
         height, width, channels = image_shape
@@ -115,7 +123,7 @@ def build_generator(
         x = layers.Dense(start * start * project_filters, use_bias=False, kernel_initializer=init, name="project")(
             noise
         )
-        x = layers.BatchNormalization(momentum=batchnorm_momentum)(x)
+        x = layers.BatchNormalization(momentum=batchnorm_momentum, synchronized=synchronized_batchnorm)(x)
         x = _activation(activation)(x)
         x = layers.Reshape((start, start, project_filters))(x)
         inputs = [noise]
@@ -129,7 +137,7 @@ def build_generator(
             x = layers.Conv2DTranspose(
                 filters, kernel_size, strides=stride, padding="same", use_bias=False, kernel_initializer=init
             )(x)
-            x = layers.BatchNormalization(momentum=batchnorm_momentum)(x)
+            x = layers.BatchNormalization(momentum=batchnorm_momentum, synchronized=synchronized_batchnorm)(x)
             x = _activation(activation)(x)
         x = layers.Conv2DTranspose(
             channels, kernel_size, strides=strides[-1], padding="same", use_bias=False, kernel_initializer=init
@@ -151,6 +159,7 @@ def build_discriminator(
     kernel_initializer: str | keras.initializers.Initializer = "glorot_uniform",
     embedding_dim: int = 50,
     dtype_policy: str | None = None,
+    synchronized_batchnorm: bool = False,
     name: str | None = None,
 ) -> keras.Model:
     """A DCGAN discriminator: images (B, *image_shape) [, labels (B,)] -> logits (B, 1).
@@ -159,7 +168,8 @@ def build_discriminator(
     Flatten and Dense(1) with no activation. With the defaults this is the TF
     DCGAN tutorial's discriminator. ``batchnorm=True`` adds BatchNorm after
     every convolution but the first (Radford et al., 2016).
-    ``dtype_policy`` as for :func:`build_generator`; the logits are float32.
+    ``dtype_policy`` and ``synchronized_batchnorm`` (used only with
+    ``batchnorm=True``) as for :func:`build_generator`; the logits are float32.
     """
     with dtype_policy_scope(dtype_policy):
         height, width, _ = image_shape
@@ -176,7 +186,7 @@ def build_discriminator(
         for i, f in enumerate(filters):
             x = layers.Conv2D(f, kernel_size, strides=2, padding="same", kernel_initializer=init)(x)
             if batchnorm and i > 0:
-                x = layers.BatchNormalization()(x)
+                x = layers.BatchNormalization(synchronized=synchronized_batchnorm)(x)
             x = _activation(activation)(x)
             if dropout:
                 x = layers.Dropout(dropout)(x)

@@ -57,10 +57,15 @@ def load_training_data(
     In smoke mode it is the bundled sample on purpose. ``limit`` keeps the
     first N training images.
     """
+    if limit is not None and limit < 1:
+        raise InputError(f"--limit must be a positive number of images; got {limit}.")
+    if spec.dataset == "faces":
+        # No face set ships with the kit (CelebA's terms); smoke runs draw cartoon faces instead.
+        if smoke_mode():
+            data_dir = data_lib.make_synthetic_faces(tempfile.mkdtemp(prefix="gan-lib-smoke-faces-"), n=128)
+        return data_lib.load_faces(data_dir, size=spec.image_shape[0], limit=limit)
     dataset = data_lib.load_dataset(spec.dataset, data_dir, allow_sample=True, sample=smoke_mode())
     if limit is not None:
-        if limit < 1:
-            raise InputError(f"--limit must be a positive number of images; got {limit}.")
         dataset.x_train, dataset.y_train = dataset.x_train[:limit], dataset.y_train[:limit]
     return dataset
 
@@ -94,16 +99,22 @@ def train_model(
     tensorboard: bool = False,
     verbose: int = 1,
     epoch_callbacks=(),
+    strategy: str = "default",
 ):
-    """Train model ``name`` ("mnist", "cifar10", "fashion-cgan") into a run folder.
+    """Train model ``name`` ("mnist", "cifar10", "fashion-cgan", "faces") into a run folder.
 
     Returns ``(trainer, history, run_dir)``. Resumes when the folder already
     holds a checkpoint. In smoke mode: 1 epoch of a few steps on the sample.
     ``metrics_every``: compute the quality metrics (:mod:`gan_lib.metrics`) every
     K epochs when the dataset's classifier is available; 0 turns them off.
+    ``strategy``: "default" (one device), "mirrored" (all local GPUs) or
+    "multiworker" (every machine runs the same command with its own
+    ``TF_CONFIG``); ``batch_size`` is then the global batch. See :mod:`gan_lib.distribute`.
     """
+    from gan_lib import distribute
     from gan_lib.training import GANTrainer, train
 
+    dist = distribute.make_strategy(strategy)  # first: a multi-worker strategy must exist before other TF work
     spec = get_spec(name)
     get_recipe(recipe)
     precision = hardware.resolve_precision(precision)
@@ -132,11 +143,18 @@ def train_model(
             "data_source": dataset.source,
             "data_is_sample": dataset.is_sample,
             "num_train_images": int(len(dataset.x_train)),
+            "machine": hardware.describe(),
+            "strategy": strategy,
+            "replicas": distribute.num_replicas(dist),
         },
     )
+    with distribute.strategy_scope(dist):
+        sync = dist is not None
+        generator = spec.build_generator(precision=precision, synchronized_batchnorm=sync)
+        discriminator = spec.build_discriminator(precision, synchronized_batchnorm=sync)
     trainer = GANTrainer(
-        spec.build_generator(precision=precision), spec.build_discriminator(precision),
-        recipe=recipe, latent_dim=spec.latent_dim, num_classes=spec.num_classes, seed=seed,
+        generator, discriminator, recipe=recipe, latent_dim=spec.latent_dim, num_classes=spec.num_classes,
+        seed=seed, strategy=dist,
     )  # fmt: skip
     callbacks = list(epoch_callbacks)
     if metrics_every and metrics.classifier_path(spec.dataset).exists() and not smoke_mode():
@@ -145,7 +163,7 @@ def train_model(
         trainer, dataset.x_train, dataset.y_train if spec.conditional else None,
         epochs=epochs, run_dir=run_dir, batch_size=batch_size, checkpoint_every=checkpoint_every,
         grid=spec.grid, class_names=dataset.class_names, verbose=verbose, epoch_callbacks=callbacks,
-        tensorboard=tensorboard,
+        tensorboard=tensorboard, hflip=spec.hflip,
     )  # fmt: skip
     return trainer, history, run_dir
 
@@ -188,3 +206,46 @@ def sample_run(run_dir: str | os.PathLike, n: int, seed: int = 0, batch_size: in
         num_classes = config.get("num_classes") or 10
         labels = (np.arange(n) % num_classes).astype(np.int32)
     return generate_images(generator, noise, labels, batch_size), labels
+
+
+def evaluate_run(
+    run_dir: str | os.PathLike, *, n: int = metrics.EVAL_N, data_dir: str | os.PathLike | None = None
+) -> dict[str, Any]:
+    """Metrics of a run's latest generator on ``n`` samples against the real test split.
+
+    The samples come from :func:`gan_lib.metrics.evaluate_generator`, the same
+    path the metrics during training take (inference mode, fixed noise seed).
+    Writes them to ``run_dir/metrics.json``, keeping any other keys already
+    there (a reference run's command, duration and machine), and returns them.
+    """
+    run_dir = Path(run_dir)
+    config = load_run_config(run_dir)
+    spec = get_spec(config["model"])
+    if n < 2:
+        raise InputError(f"--n must be at least 2 (a covariance needs two samples); got {n}.")
+    if not metrics.classifier_path(spec.dataset).exists():
+        raise InputError(
+            f"no metric classifier for {spec.dataset} ({metrics.classifier_path(spec.dataset)}), so model "
+            f"{spec.name!r} cannot be scored. The kit ships classifiers for mnist, fashion_mnist and cifar10."
+        )
+    generator = load_generator(run_dir)
+    dataset = data_lib.load_dataset(spec.dataset, data_dir, allow_sample=True)
+    result = metrics.evaluate_generator(generator, spec.dataset, dataset.x_test, n=n, num_classes=spec.num_classes)
+    generator_json = run_dir / "generator.json"
+    generator_info = json.loads(generator_json.read_text()) if generator_json.exists() else {}
+    info = metrics.classifier_info(spec.dataset)
+    path = run_dir / "metrics.json"
+    report = json.loads(path.read_text()) if path.exists() else {}
+    report.update(
+        {
+            "model": spec.name,
+            "epoch": generator_info.get("epoch"),
+            "metrics": result,
+            "protocol": f"{n} generated images (inference mode, quantised to uint8) vs the {result['reference']}",
+            "classifier_test_accuracy": info.get("test_accuracy"),
+            "real_floor": info.get("real_floor"),
+            "data_is_sample": dataset.is_sample,
+        }
+    )
+    atomic_write_json(path, report)
+    return report

@@ -55,6 +55,11 @@ RECIPES: dict[str, Recipe] = {
 DEFAULT_RECIPE = "dcgan"
 
 
+# Radford et al. (2016): "All weights were initialized from a zero-centered Normal distribution
+# with standard deviation 0.02." As a Keras config, so a saved model reloads it in safe mode.
+DCGAN_INIT = {"class_name": "RandomNormal", "config": {"mean": 0.0, "stddev": 0.02, "seed": None}}
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """One of the kit's GANs: its data, its networks and its progress grid.
@@ -73,6 +78,7 @@ class ModelSpec:
     latent_dim: int = 100
     generator_kwargs: dict[str, Any] = field(default_factory=dict)
     discriminator_kwargs: dict[str, Any] = field(default_factory=dict)
+    hflip: bool = False  # mirror a random half of each epoch's images (faces, not digits)
 
     @property
     def conditional(self) -> bool:
@@ -82,17 +88,24 @@ class ModelSpec:
     def num_grid_samples(self) -> int:
         return self.grid[0] * self.grid[1]
 
-    def build_generator(self, latent_dim: int | None = None, precision: str = "fp32") -> keras.Model:
-        """The generator; ``precision`` "fp32", "bf16", "fp16" or "auto" (see :mod:`gan_lib.hardware`)."""
+    def build_generator(
+        self, latent_dim: int | None = None, precision: str = "fp32", synchronized_batchnorm: bool = False
+    ) -> keras.Model:
+        """The generator; ``precision`` "fp32", "bf16", "fp16" or "auto" (see :mod:`gan_lib.hardware`).
+
+        ``synchronized_batchnorm``: BatchNorm statistics over the global batch under a
+        ``tf.distribute`` strategy (see :mod:`gan_lib.distribute`).
+        """
         return models.build_generator(
             latent_dim or self.latent_dim, self.image_shape, self.num_classes,
-            dtype_policy=hardware.dtype_policy(precision), **self.generator_kwargs,
+            dtype_policy=hardware.dtype_policy(precision), synchronized_batchnorm=synchronized_batchnorm,
+            **self.generator_kwargs,
         )  # fmt: skip
 
-    def build_discriminator(self, precision: str = "fp32") -> keras.Model:
+    def build_discriminator(self, precision: str = "fp32", synchronized_batchnorm: bool = False) -> keras.Model:
         return models.build_discriminator(
             self.image_shape, self.num_classes, dtype_policy=hardware.dtype_policy(precision),
-            **self.discriminator_kwargs,
+            synchronized_batchnorm=synchronized_batchnorm, **self.discriminator_kwargs,
         )  # fmt: skip
 
 
@@ -117,6 +130,34 @@ MODEL_SPECS: dict[str, ModelSpec] = {
         grid=(10, 10),
         epochs=100,
         batch_size=128,
+    ),
+    # Radford et al. (2016), 64×64: project to 4×4×512, four stride-2 transposed convolutions
+    # (512 -> 256 -> 128 -> 64 -> 3) with BatchNorm and ReLU, tanh out; D mirrors it with LeakyReLU 0.2
+    # and BatchNorm after every convolution but the first; all weights N(0, 0.02).
+    "faces": ModelSpec(
+        "faces",
+        "faces",
+        (64, 64, 3),
+        None,
+        grid=(8, 8),
+        epochs=20,
+        batch_size=64,
+        generator_kwargs={
+            "project_filters": 512,
+            "hidden_filters": (256, 128, 64),
+            "kernel_size": 4,
+            "activation": "relu",
+            "kernel_initializer": DCGAN_INIT,
+        },
+        discriminator_kwargs={
+            "filters": (64, 128, 256, 512),
+            "kernel_size": 4,
+            "activation": "leaky_relu_0.2",
+            "batchnorm": True,
+            "dropout": 0.0,
+            "kernel_initializer": DCGAN_INIT,
+        },
+        hflip=True,
     ),
 }
 

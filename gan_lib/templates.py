@@ -27,6 +27,13 @@ nbgrader metadata is fine: the course's notebooks carry only the markers.
 
 ``python -m gan_lib.templates`` rewrites ``notebooks/student/`` from
 ``notebooks/``; ``--check`` only reports templates that are out of date.
+
+Every notebook's first code cell installs the kit when it is not importable
+(Colab), from ``$GAN_KIT_SOURCE`` or else from a default written in the cell:
+the package name, ``gan-kit``. A course that hosts its own copy stamps that
+copy's pip source into the notebooks it hands out:
+``gan-lib templates --handout --out release/ --install-source git+https://<host>/<course>/gan-kit.git``
+writes all five notebooks there, solutions removed, outputs cleared.
 """
 
 from __future__ import annotations
@@ -44,8 +51,17 @@ END_SOLUTION = "END SOLUTION"
 TEXT_STUB = "YOUR ANSWER HERE"
 CODE_STUB_COMMENT = "# YOUR CODE HERE"
 
+#: The default pip source of the notebooks' guarded install line: the package by name.
+DEFAULT_INSTALL_SOURCE = "gan-kit"
+#: The guarded install line; group 2 is the default source that ``--install-source`` replaces.
+INSTALL_LINE = re.compile(r'(%pip install -q \{os\.environ\.get\("GAN_KIT_SOURCE", ")([^"]*)("\)\})')
+_SAFE_SOURCE = re.compile(r"[A-Za-z0-9._~:/?#@!$&'()*+,;=%\[\]-]+")
+
 #: The instructor's notebooks that have a student template, in ``notebooks/``.
 SOURCE_NOTEBOOKS = ("02_dcgan_cifar10.ipynb", "03_cdcgan_fashion_mnist.ipynb")
+
+#: The notebooks with nothing to hide, which a course hands out as they are (outputs cleared).
+HANDOUT_NOTEBOOKS = ("00_gan_theory.ipynb", "01_dcgan_mnist.ipynb", "04_dcgan_faces.ipynb")
 
 #: What each builder must do: the message of its stub's NotImplementedError.
 TODO_MESSAGES = {
@@ -129,10 +145,33 @@ def _is_solution_cell(cell) -> bool:
     return bool(cell.get("metadata", {}).get("nbgrader", {}).get("solution", False))
 
 
-def make_student_notebook(nb):
-    """A copy of notebook ``nb`` (an nbformat node) with solutions replaced by stubs and outputs cleared."""
+def check_install_source(source: str) -> str:
+    """Return ``source`` if it can stand in the install line as a pip requirement or URL; else ValueError."""
+    if not source or not _SAFE_SOURCE.fullmatch(source) or source.startswith("-"):
+        raise ValueError(
+            f"--install-source {source!r} is not a pip source: give a package name (gan-kit), a git URL "
+            "(git+https://host/course/gan-kit.git) or an archive URL, without spaces, quotes or braces."
+        )
+    return source
+
+
+def stamp_install_source(source: str, install_source: str) -> tuple[str, int]:
+    """Replace the default pip source in a cell's guarded install line; return (text, lines changed)."""
+    check_install_source(install_source)
+    return INSTALL_LINE.subn(lambda m: m.group(1) + install_source + m.group(3), source)
+
+
+def make_student_notebook(nb, install_source: str | None = None):
+    """A copy of notebook ``nb`` (an nbformat node) with solutions replaced by stubs and outputs cleared.
+
+    ``install_source``: the pip source the template's install line falls back to (default: unchanged).
+    """
     student = copy.deepcopy(nb)
+    stamped = 0
     for index, cell in enumerate(student.cells):
+        if install_source is not None and cell.cell_type == "code":
+            cell.source, count = stamp_install_source(cell.source, install_source)
+            stamped += count
         try:
             cell.source, replaced = clear_solution_region(cell.source, cell.cell_type)
         except SolutionRegionError as exc:
@@ -145,15 +184,19 @@ def make_student_notebook(nb):
         for key in ("collapsed", "scrolled"):
             cell.metadata.pop(key, None)
     student.metadata.pop("celltoolbar", None)
+    if install_source is not None and stamped != 1:
+        raise ValueError(
+            f"expected one guarded install line (%pip install ... GAN_KIT_SOURCE ...) to stamp, found {stamped}"
+        )
     return student
 
 
-def render_template(source_path: str | Path) -> str:
+def render_template(source_path: str | Path, install_source: str | None = None) -> str:
     """The text of the student template of the notebook at ``source_path`` (what the file should hold)."""
     import nbformat
 
     nb = nbformat.read(str(source_path), as_version=4)
-    text = nbformat.writes(make_student_notebook(nb))
+    text = nbformat.writes(make_student_notebook(nb, install_source))
     return text if text.endswith("\n") else text + "\n"
 
 
@@ -163,7 +206,10 @@ def repo_notebooks_dir() -> Path:
 
 
 def stale_templates(
-    src_dir: str | Path | None = None, out_dir: str | Path | None = None, names: Sequence[str] = SOURCE_NOTEBOOKS
+    src_dir: str | Path | None = None,
+    out_dir: str | Path | None = None,
+    names: Sequence[str] = SOURCE_NOTEBOOKS,
+    install_source: str | None = None,
 ) -> list[str]:
     """Names of the templates in ``out_dir`` that are missing or differ from a fresh rendering."""
     src = Path(src_dir) if src_dir is not None else repo_notebooks_dir()
@@ -171,20 +217,29 @@ def stale_templates(
     stale = []
     for name in names:
         target = out / name
-        if not target.exists() or target.read_text(encoding="utf-8") != render_template(src / name):
+        expected = render_template(src / name, install_source)
+        if not target.exists() or target.read_text(encoding="utf-8") != expected:
             stale.append(name)
     return stale
 
 
 def write_templates(
-    src_dir: str | Path | None = None, out_dir: str | Path | None = None, names: Sequence[str] = SOURCE_NOTEBOOKS
+    src_dir: str | Path | None = None,
+    out_dir: str | Path | None = None,
+    names: Sequence[str] = SOURCE_NOTEBOOKS,
+    install_source: str | None = None,
 ) -> list[Path]:
-    """Render every template and write it (atomically) into ``out_dir``; return the paths written."""
+    """Render every template and write it (atomically) into ``out_dir``; return the paths written.
+
+    All templates are rendered before the first is written, so a bad notebook or
+    ``install_source`` leaves the folder as it was.
+    """
     from gan_lib.io import atomic_write_text
 
     src = Path(src_dir) if src_dir is not None else repo_notebooks_dir()
     out = Path(out_dir) if out_dir is not None else src / "student"
-    return [atomic_write_text(out / name, render_template(src / name)) for name in names]
+    texts = {name: render_template(src / name, install_source) for name in names}
+    return [atomic_write_text(out / name, text) for name, text in texts.items()]
 
 
 def _configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -193,21 +248,31 @@ def _configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
     )
     parser.add_argument("--out", type=Path, default=None, help="folder for the templates (default: notebooks/student/)")
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a template is out of date")
+    parser.add_argument(
+        "--handout", action="store_true",
+        help="also write the notebooks without solutions (00, 01, 04): the whole set a course hands out",
+    )  # fmt: skip
+    parser.add_argument(
+        "--install-source", default=None,
+        help="pip source the templates' install cell falls back to on Colab (default: the package, gan-kit); "
+        "e.g. git+https://<host>/<course>/gan-kit.git",
+    )  # fmt: skip
     parser.set_defaults(func=cmd_templates)
     return parser
 
 
 def cmd_templates(args: argparse.Namespace) -> int:
     """Handler of ``gan-lib templates``: returns the exit code."""
+    names = SOURCE_NOTEBOOKS + (HANDOUT_NOTEBOOKS if getattr(args, "handout", False) else ())
     try:
         if args.check:
-            stale = stale_templates(args.src, args.out)
+            stale = stale_templates(args.src, args.out, names, install_source=args.install_source)
             if stale:
                 print(f"out of date: {', '.join(stale)}; run `python -m gan_lib.templates`", file=sys.stderr)
                 return 1
             print("student templates are up to date")
             return 0
-        for path in write_templates(args.src, args.out):
+        for path in write_templates(args.src, args.out, names, install_source=args.install_source):
             print(f"wrote {path}")
         return 0
     except (OSError, SolutionRegionError, ValueError) as exc:

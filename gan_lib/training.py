@@ -13,6 +13,11 @@ The step (:func:`gan_train_step`) is the TF DCGAN tutorial's, generalised:
 For a conditional GAN the batch's labels go to both networks: G draws a fake
 of class y, and D judges whether an (image, y) pair is real.
 
+Under a ``tf.distribute`` strategy (``GANTrainer(..., strategy=...)``, see
+:mod:`gan_lib.distribute`) the same step runs once per replica on its share of
+the global batch and of the global batch's noise, with the losses scaled so
+that the update equals the single-device update on the whole batch.
+
 :class:`GANTrainer` owns the networks, optimisers, noise RNG and checkpoint;
 :func:`train` runs epochs over in-memory uint8 arrays, writing grids, a GIF,
 a loss plot, ``history.json`` and checkpoints into one run folder, and picks
@@ -27,6 +32,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +40,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from gan_lib import checks, losses, viz
+from gan_lib import checks, distribute, losses, viz
 from gan_lib.data import iterate_batches
 from gan_lib.io import atomic_path, atomic_write_json
 from gan_lib.specs import DEFAULT_RECIPE, Recipe, get_recipe
@@ -62,6 +68,12 @@ def gan_train_step(
     ``noise``: (B, latent_dim). Returns scalar tensors ``d_loss``, ``g_loss``,
     ``d_real_acc`` (share of real images with logit > 0) and ``d_fake_acc``
     (share of fakes with logit < 0).
+
+    Inside ``strategy.run`` B is the replica's share of the global batch; the
+    returned values are then this replica's means, and the gradients are taken
+    of the losses divided by the number of replicas
+    (:func:`gan_lib.distribute.replica_share`), since the optimiser sums them
+    over the replicas.
     """
     g_inputs = noise if labels is None else [noise, labels]
     with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
@@ -70,8 +82,10 @@ def gan_train_step(
         fake_logits = discriminator(fakes if labels is None else [fakes, labels], training=True)
         d_loss = losses.discriminator_loss(real_logits, fake_logits, label_smoothing)
         g_loss = losses.generator_loss(fake_logits)
-        # The identity, except under a LossScaleOptimizer (fp16), which unscales in apply_gradients.
-        scaled_g_loss, scaled_d_loss = g_optimizer.scale_loss(g_loss), d_optimizer.scale_loss(d_loss)
+        # replica_share: the identity on one device. scale_loss: the identity, except under a
+        # LossScaleOptimizer (fp16), which unscales in apply_gradients.
+        scaled_g_loss = g_optimizer.scale_loss(distribute.replica_share(g_loss))
+        scaled_d_loss = d_optimizer.scale_loss(distribute.replica_share(d_loss))
     g_grads = g_tape.gradient(scaled_g_loss, generator.trainable_variables)
     d_grads = d_tape.gradient(scaled_d_loss, discriminator.trainable_variables)
     g_optimizer.apply_gradients(zip(g_grads, generator.trainable_variables))
@@ -90,6 +104,13 @@ class GANTrainer:
     ``generator``: noise (B, latent_dim) [, labels (B,)] -> images in [-1, 1].
     ``discriminator``: images [, labels] -> logits (B, 1). Both are checked
     before anything trains (latent size, logits, the sigmoid-twice trap).
+
+    ``strategy``: a ``tf.distribute`` strategy (:func:`gan_lib.distribute.make_strategy`)
+    to train data-parallel over its replicas; both networks must have been
+    built under ``strategy.scope()``. The optimisers, noise RNG, EMA generator
+    and counters are then created in that scope too, and :meth:`train_step`
+    takes the *global* batch, whose size must be a multiple of the number of
+    replicas. None (or the default strategy): one device.
     """
 
     def __init__(
@@ -101,7 +122,9 @@ class GANTrainer:
         latent_dim: int = 100,
         num_classes: int | None = None,
         seed: int = 0,
+        strategy: tf.distribute.Strategy | None = None,
     ) -> None:
+        self.strategy = distribute.normalize(strategy)
         self.recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
         checks.check_latent_dim(generator, latent_dim)
         losses.check_discriminator_outputs_logits(discriminator)
@@ -125,6 +148,17 @@ class GANTrainer:
                 f"the generator makes images of shape {self.image_shape} but the discriminator takes {d_shape}; "
                 "build both for the same image shape."
             )
+        if self.strategy is not None:
+            distribute.check_built_in_scope(self.strategy, generator, discriminator)
+        with distribute.strategy_scope(self.strategy):  # Keras optimisers bind to the strategy they are made in
+            self._create_state(generator, discriminator, seed)
+        step = self._step if self.strategy is None else self._distributed_step
+        self._compiled_step = tf.function(step, jit_compile=False)
+        self.invalidate_sampler()
+        self._input_checked = False
+
+    def _create_state(self, generator: keras.Model, discriminator: keras.Model, seed: int) -> None:
+        """Optimisers, noise RNG, counters, EMA copy and checkpoint: every variable the trainer owns."""
         self.g_optimizer, self.d_optimizer = self.recipe.make_optimizers()
         if generator.dtype_policy.name == "mixed_float16":  # fp16 underflows without loss scaling
             self.g_optimizer = keras.optimizers.LossScaleOptimizer(self.g_optimizer)
@@ -149,9 +183,6 @@ class GANTrainer:
             dropout_rng=_seed_states(discriminator) + _seed_states(generator),
             **({"ema_generator": self.ema_generator} if self.ema_generator is not None else {}),
         )
-        self._compiled_step = tf.function(self._step, jit_compile=False)
-        self.invalidate_sampler()
-        self._input_checked = False
 
     @property
     def conditional(self) -> bool:
@@ -187,21 +218,54 @@ class GANTrainer:
             for ema_var, var in zip(self.ema_generator.non_trainable_variables, self.generator.non_trainable_variables):
                 ema_var.assign(var)
 
+    def scope(self) -> AbstractContextManager:
+        """The strategy's scope (a no-op context without one), for creating or restoring state."""
+        return distribute.strategy_scope(self.strategy)
+
     def _step(self, images, labels=None):
         noise = self.noise_rng.normal([tf.shape(images)[0], self.latent_dim])
+        return self._replica_step(images, labels, noise)
+
+    def _replica_step(self, images, labels, noise):
+        """The update on one device's batch: the whole batch, or a replica's share under ``strategy.run``."""
         result = gan_train_step(
             self.generator, self.discriminator, self.g_optimizer, self.d_optimizer,
             images, labels, noise, self.recipe.label_smoothing,
         )  # fmt: skip
         if self.ema_generator is not None:
+            # Per replica: every replica's copy of G has just received the same all-reduced update.
             self._update_ema()
         return result
 
+    def _distributed_step(self, images, labels=None):
+        """One step over all replicas on a global batch ``images`` (B, H, W, C) [and labels (B,)].
+
+        The noise (B, latent_dim) is drawn here, in cross-replica context, so
+        it is what one device would draw from the same RNG state; each replica
+        then gets its rows of images, labels and noise. Returns the global means.
+        """
+        strategy = self.strategy
+        noise = self.noise_rng.normal([tf.shape(images)[0], self.latent_dim])
+        images, noise = distribute.split_batch(strategy, images), distribute.split_batch(strategy, noise)
+        if labels is None:
+            per_replica = strategy.run(lambda x, z: self._replica_step(x, None, z), args=(images, noise))
+        else:
+            labels = distribute.split_batch(strategy, labels)
+            per_replica = strategy.run(self._replica_step, args=(images, labels, noise))
+        return distribute.reduce_mean(strategy, per_replica)
+
     def train_step(self, images, labels=None) -> dict[str, tf.Tensor]:
-        """One compiled step on a batch of images in [-1, 1] (and labels for a cGAN)."""
+        """One compiled step on a batch of images in [-1, 1] (and labels for a cGAN).
+
+        ``images``: (B, H, W, C); ``labels``: (B,) ints. Under a strategy, the
+        global batch, identical on every worker; B a multiple of the number of
+        replicas. Returns the scalar means over the batch (see :func:`gan_train_step`).
+        """
         if not self._input_checked:  # once: a uint8 batch here would train on garbage
             checks.check_unit_images(images, self.image_shape, name="the batch passed to train_step")
             self._input_checked = True
+        if self.strategy is not None:
+            distribute.check_global_batch(self.strategy, int(images.shape[0]))
         self.invalidate_sampler()
         if self.conditional:
             if labels is None:
@@ -327,6 +391,7 @@ def train(
     steps_per_epoch: int | None = None,
     epoch_callbacks: Sequence[Callable[[int, dict[str, Any]], None]] = (),
     tensorboard: bool = False,
+    hflip: bool = False,
     verbose: int = 1,
 ) -> list[dict[str, Any]]:
     """Train for ``epochs`` epochs (in total, counting resumed ones) and return the history.
@@ -342,13 +407,23 @@ def train(
     epoch; they may add keys (metrics) to the record before it is saved.
     ``tensorboard``: also log the record's numbers and the grid to
     ``run_dir/tensorboard`` (``tensorboard --logdir run_dir/tensorboard``).
+    ``hflip``: mirror a random half of each epoch's images (faces; not digits).
     In Jupyter, one output area shows the latest grid, the curves and the ETA.
+
+    With a strategy (``trainer.strategy``), ``batch_size`` is the global batch
+    and must be a multiple of the number of replicas. On a multi-worker
+    cluster every worker runs this with the same arguments; only the chief
+    writes the run's files, and every other worker keeps just its checkpoints,
+    in ``run_dir/workers/<task>/checkpoints``, to resume from (run folders on
+    a shared file system do not clash).
     """
     run_dir = Path(run_dir)
     checks.check_uint8_images(images, channels=trainer.image_shape[-1])
     if tuple(images.shape[1:]) != trainer.image_shape:
         raise checks.InputError(f"images have shape {images.shape[1:]}, but the model makes {trainer.image_shape}.")
     checks.check_batch_size(batch_size, len(images))
+    distribute.check_global_batch(trainer.strategy, batch_size)
+    chief = distribute.is_chief(trainer.strategy)
     if trainer.conditional:
         if labels is None:
             raise checks.InputError("a conditional GAN needs the labels: train(trainer, images, labels, ...).")
@@ -359,19 +434,23 @@ def train(
     if trainer.conditional and cols != trainer.num_classes:
         raise checks.InputError(f"a cGAN grid needs one column per class: use grid=(rows, {trainer.num_classes}).")
 
-    (run_dir / "grids").mkdir(parents=True, exist_ok=True)
-    manager = tf.train.CheckpointManager(trainer.checkpoint, run_dir / "checkpoints", max_to_keep=3)
+    if chief:
+        (run_dir / "grids").mkdir(parents=True, exist_ok=True)
+        checkpoint_dir = run_dir / "checkpoints"
+    else:
+        checkpoint_dir = run_dir / "workers" / distribute.task_name(trainer.strategy) / "checkpoints"
+    manager = tf.train.CheckpointManager(trainer.checkpoint, checkpoint_dir, max_to_keep=3)
     start_epoch = restore_latest(trainer, manager, verbose)
-    history = [h for h in load_history(run_dir) if h["epoch"] <= start_epoch]
+    history = [h for h in load_history(run_dir) if h["epoch"] <= start_epoch] if chief else []
     noise, grid_labels = grid_inputs(rows * cols, trainer.latent_dim, trainer.seed, trainer.num_classes, cols)
     titles = list(class_names)[:cols] if (trainer.conditional and class_names) else None
     steps = len(images) // batch_size if steps_per_epoch is None else min(steps_per_epoch, len(images) // batch_size)
-    writer = tf.summary.create_file_writer(str(run_dir / "tensorboard")) if tensorboard else None
-    live = viz.LiveDisplay.create() if verbose else None
+    writer = tf.summary.create_file_writer(str(run_dir / "tensorboard")) if tensorboard and chief else None
+    live = viz.LiveDisplay.create() if verbose and chief else None
 
     for epoch in range(start_epoch + 1, epochs + 1):
         started = time.perf_counter()
-        batches = iterate_batches(images, labels, batch_size, seed=trainer.seed, epoch=epoch, steps=steps)
+        batches = iterate_batches(images, labels, batch_size, seed=trainer.seed, epoch=epoch, steps=steps, hflip=hflip)
         progbar = keras.utils.Progbar(steps, verbose=verbose, stateful_metrics=["d_loss", "g_loss"])
         sums = {"d_loss": 0.0, "g_loss": 0.0, "d_real_acc": 0.0, "d_fake_acc": 0.0}
         pending: list[dict[str, tf.Tensor]] = []
@@ -386,7 +465,15 @@ def train(
                 progbar.update(step, [("d_loss", values["d_loss"]), ("g_loss", values["g_loss"])])
         record: dict[str, Any] = {"epoch": epoch, **{k: round(v / steps, 5) for k, v in sums.items()}}
         trainer.epoch.assign(epoch)
+        # On every worker, not just the chief: a BN-recalibrated sampler then holds the same statistics everywhere.
         grid_images = trainer.generate(noise, grid_labels)
+        if not chief:  # a non-chief worker: no files but its own checkpoints
+            record["seconds"] = round(time.perf_counter() - started, 3)
+            history.append(record)
+            if epoch % checkpoint_every == 0 or epoch == epochs:
+                with trainer.scope():
+                    manager.save(checkpoint_number=epoch)
+            continue
         grid_path = run_dir / "grids" / f"epoch_{epoch:04d}.png"
         viz.save_grid(grid_images, grid_path, rows, cols, column_titles=titles, title=f"epoch {epoch}")
         record["seconds"] = round(time.perf_counter() - started, 3)
@@ -411,6 +498,8 @@ def train(
                 f"{record['seconds']:.1f} s",
                 flush=True,
             )
+    if not chief:
+        return history
     frames = sorted((run_dir / "grids").glob("epoch_*.png"))
     frames = [f for f in frames if int(f.stem.split("_")[1]) <= max(epochs, start_epoch)]
     if frames:
@@ -431,7 +520,8 @@ def _log_tensorboard(writer, epoch: int, record: dict[str, Any], grid: np.ndarra
 def save_checkpoint(trainer: GANTrainer, manager: tf.train.CheckpointManager, run_dir: Path) -> str:
     """Save the full training state, and the sampling generator as ``generator.keras``."""
     epoch = int(trainer.epoch.numpy())
-    path = manager.save(checkpoint_number=epoch)
+    with trainer.scope():
+        path = manager.save(checkpoint_number=epoch)
     with atomic_path(run_dir / "generator.keras") as tmp:
         trainer.sampler.save(tmp)
     atomic_write_json(run_dir / "generator.json", {"epoch": epoch, "recipe": trainer.recipe.name})
@@ -449,7 +539,8 @@ def restore_latest(trainer: GANTrainer, manager: tf.train.CheckpointManager, ver
     problem = ""
     for path in reversed(manager.checkpoints):
         try:
-            trainer.checkpoint.restore(path).assert_existing_objects_matched()
+            with trainer.scope():  # under a strategy, every replica's copy of each variable is restored
+                trainer.checkpoint.restore(path).assert_existing_objects_matched()
             trainer.invalidate_sampler()
         except (tf.errors.OpError, ValueError, AssertionError, IndexError, KeyError) as exc:
             problem = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"

@@ -106,6 +106,32 @@ def _fit(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return out
 
 
+def interpolate_latents(z_start: np.ndarray, z_end: np.ndarray, steps: int = 10) -> np.ndarray:
+    """``steps`` evenly spaced points on the straight line from ``z_start`` to ``z_end`` (both ends included).
+
+    ``z_start``, ``z_end``: (latent_dim,). Returns float32 (steps, latent_dim).
+    """
+    z_start, z_end = np.asarray(z_start, np.float32).ravel(), np.asarray(z_end, np.float32).ravel()
+    if z_start.shape != z_end.shape:
+        raise ValueError(f"the two noise vectors differ in size: {z_start.shape} and {z_end.shape}")
+    if steps < 2:
+        raise ValueError(f"a walk needs at least 2 steps (its two ends); got {steps}")
+    t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
+    return (1.0 - t) * z_start + t * z_end
+
+
+def latent_walk(generator, z_start: np.ndarray, z_end: np.ndarray, steps: int = 10) -> np.ndarray:
+    """Images (steps, H, W, C) in [-1, 1] that ``generator`` draws along :func:`interpolate_latents`.
+
+    A smooth morph from one image to the other says G has learnt a continuous
+    map from noise to images, not a lookup table of training images.
+    Inference mode, like the grids.
+    """
+    from gan_lib.training import generate_images
+
+    return generate_images(generator, interpolate_latents(z_start, z_end, steps))
+
+
 def plot_history(history: Sequence[dict], path: str | os.PathLike | None = None) -> plt.Figure:
     """Plot D and G losses per epoch (and D's accuracies, and metrics when present).
 

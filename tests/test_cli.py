@@ -40,3 +40,39 @@ def test_clear_errors_exit_2(tmp_path):
     assert not (tmp_path / "r" / "checkpoints").exists()
     result = gan_lib("train", "svhn")
     assert result.returncode == 2 and "invalid choice" in result.stderr
+
+
+def test_evaluate_writes_metrics_and_keeps_other_keys(tmp_path):
+    import json
+
+    out = tmp_path / "run"
+    result = gan_lib("train", "mnist", "--limit", "256", "--batch-size", "64", "--epochs", "1", "--out", str(out),
+                     "--quiet", "--metrics-every", "0")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (out / "metrics.json").write_text(json.dumps({"command": "gan-lib train mnist ...", "seconds": 12.5}))
+    result = gan_lib("evaluate", str(out), "--n", "300")
+    assert result.returncode == 0, result.stderr
+    assert "FCD" in result.stdout and "real-data floor" in result.stdout
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["command"] == "gan-lib train mnist ..." and report["seconds"] == 12.5  # kept
+    assert report["epoch"] == 1 and report["metrics"]["n"] == 300
+    assert report["metrics"]["fcd"] > 0 and 1 <= report["metrics"]["score"] <= 10
+    assert report["real_floor"]["fcd"] < report["metrics"]["fcd"]  # one epoch on 256 images is far from real
+    assert "300 generated images" in report["protocol"]
+
+    (tmp_path / "faces").mkdir()
+    (tmp_path / "faces" / "config.json").write_text(json.dumps({"model": "faces"}))
+    result = gan_lib("evaluate", str(tmp_path / "faces"))
+    assert result.returncode == 2 and "no metric classifier for faces" in result.stderr
+
+
+def test_train_under_a_mirrored_strategy_records_it(tmp_path):
+    import json
+
+    out = tmp_path / "run"
+    result = gan_lib("train", "mnist", "--limit", "128", "--batch-size", "64", "--epochs", "1", "--out", str(out),
+                     "--quiet", "--metrics-every", "0", "--strategy", "mirrored")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    config = json.loads((out / "config.json").read_text())
+    assert config["strategy"] == "mirrored" and config["replicas"] >= 1
+    assert (out / "generator.keras").exists() and (out / "grids" / "epoch_0001.png").exists()

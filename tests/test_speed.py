@@ -1,5 +1,7 @@
 """The fast paths and the benchmark's arithmetic. Timing itself is never asserted here."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -21,14 +23,31 @@ def test_flop_count_of_the_tutorial_mnist_step():
     assert bench.train_flops_per_image(g, d) == pytest.approx(6 * (g_macs + 2 * d_macs))
 
 
-def test_precision_resolution(monkeypatch):
-    for isa, expected in (("amx", "bf16"), ("avx512_bf16", "bf16"), ("none", "fp32")):
+def test_precision_resolution(monkeypatch, tmp_path):
+    monkeypatch.setenv(hardware.CACHE_ENV, str(tmp_path))
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
+    key = hardware._machine_key()
+    cases = (("amx", 1.6, "bf16"), ("avx512_bf16", 1.4, "bf16"), ("avx512_bf16", 0.6, "fp32"), ("none", 2.0, "fp32"))
+    for isa, speedup, expected in cases:
+        # The cached measurement decides on a bf16-capable CPU; a CPU without a bf16 ISA never measures.
+        (tmp_path / "precision.json").write_text(json.dumps({key: {"bf16_speedup": speedup}}))
         monkeypatch.setattr(hardware, "cpu_isa", lambda isa=isa: isa)
-        monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
         assert hardware.resolve_precision("auto") == expected
     assert hardware.resolve_precision("fp16") == "fp16"
     with pytest.raises(ValueError, match="unknown precision"):
         hardware.resolve_precision("int8")
+
+
+def test_bf16_probe_measures_and_caches_per_machine(monkeypatch, tmp_path):
+    monkeypatch.setenv(hardware.CACHE_ENV, str(tmp_path))
+    speedup = hardware.measured_bf16_speedup()  # a real measurement on this CPU
+    assert np.isfinite(speedup) and 0.05 < speedup < 20
+    cache = json.loads((tmp_path / "precision.json").read_text())
+    assert cache[hardware._machine_key()]["bf16_speedup"] == pytest.approx(speedup, abs=1e-3)
+    # The second call reads the cache instead of measuring again.
+    cache[hardware._machine_key()]["bf16_speedup"] = 123.0
+    (tmp_path / "precision.json").write_text(json.dumps(cache))
+    assert hardware.measured_bf16_speedup() == 123.0
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])

@@ -110,3 +110,46 @@ def test_template_runs_until_its_first_todo(name, tmp_path, monkeypatch):
     assert ran and ran[-1] == first_todo, "every code cell before the first TODO ran, and nothing after it"
     for index in ran[:-1]:
         assert not any(output.output_type == "error" for output in nb.cells[index].outputs)
+
+
+def test_every_notebook_installs_the_kit_first_from_one_stampable_line():
+    for path in sorted(NOTEBOOKS.glob("*.ipynb")):
+        nb = nbformat.read(str(path), as_version=4)
+        first_code = next(cell for cell in nb.cells if cell.cell_type == "code")
+        matches = templates.INSTALL_LINE.findall(first_code.source)
+        assert len(matches) == 1, f"{path.name}: its first code cell needs the guarded install line"
+        assert matches[0][1] == templates.DEFAULT_INSTALL_SOURCE
+        assert "except ImportError:" in first_code.source  # guarded: a no-op where the kit is installed
+
+
+def test_install_source_is_stamped_into_the_templates(tmp_path, capsys):
+    source = "git+https://example.org/course/gan-kit.git@v1"
+    assert templates.main(["--out", str(tmp_path), "--install-source", source]) == 0
+    for name in templates.SOURCE_NOTEBOOKS:
+        text = (tmp_path / name).read_text()
+        assert f'os.environ.get(\\"GAN_KIT_SOURCE\\", \\"{source}\\")' in text
+        # Nothing else changed: with the default put back it is the committed template.
+        assert text.replace(source, templates.DEFAULT_INSTALL_SOURCE) == (STUDENT / name).read_text()
+    assert templates.main(["--check", "--out", str(tmp_path), "--install-source", source]) == 0
+    assert templates.main(["--check", "--out", str(tmp_path)]) == 1
+
+
+@pytest.mark.parametrize("bad", ['gan-kit"); import os; os.system("x', "gan kit", "{evil}", "", "--index-url=x"])
+def test_bad_install_source_is_refused_and_nothing_is_written(bad, tmp_path, capsys):
+    assert templates.main(["--out", str(tmp_path), f"--install-source={bad}"]) == 2
+    assert "is not a pip source" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_handout_holds_every_notebook_stamped_and_clean(tmp_path):
+    source = "git+https://example.org/course/gan-kit.git"
+    assert templates.main(["--handout", "--out", str(tmp_path), "--install-source", source]) == 0
+    expected = sorted(templates.SOURCE_NOTEBOOKS + templates.HANDOUT_NOTEBOOKS)
+    assert sorted(p.name for p in tmp_path.iterdir()) == expected
+    assert expected == sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))  # no notebook left out of the handout
+    for name in expected:
+        nb = nbformat.read(str(tmp_path / name), as_version=4)
+        first_code = next(cell for cell in nb.cells if cell.cell_type == "code")
+        assert templates.INSTALL_LINE.search(first_code.source).group(2) == source
+        assert all(cell.outputs == [] for cell in nb.cells if cell.cell_type == "code")
+        assert "BEGIN SOLUTION" not in "\n".join(cell.source for cell in nb.cells)
