@@ -70,8 +70,11 @@ def train_one(name: str, data_dir: str | None) -> dict:
     seconds = time.time() - started
     _, accuracy = model.evaluate(scale(ds.x_test), ds.y_test, verbose=0)
     metrics.CLASSIFIER_DIR.mkdir(parents=True, exist_ok=True)
+    # Ship the weights alone: an uncompiled copy carries no optimizer state (a third of the size).
+    shipped = keras.models.clone_model(model)
+    shipped.set_weights(model.get_weights())
     with atomic_path(metrics.classifier_path(name)) as tmp:
-        model.save(tmp)
+        shipped.save(tmp)
     metrics.load_classifier.cache_clear()
     metrics._feature_model.cache_clear()
     floor = metrics.evaluate_images(name, x_hold, ds.x_test)

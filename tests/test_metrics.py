@@ -57,3 +57,26 @@ def test_quantise_rounds_to_256_levels():
     q = metrics.quantise(x)
     assert np.all(np.isclose((q + 1) * 127.5, np.round((q + 1) * 127.5), atol=1e-4))
     assert q[0] == -1 and q[-1] == 1
+
+
+ACCURACY_FLOORS = {"mnist": 0.99, "fashion_mnist": 0.91, "cifar10": 0.85}
+
+
+@pytest.mark.parametrize("name", sorted(ACCURACY_FLOORS))
+def test_shipped_classifier_is_small_and_accurate_on_real_test_images(name):
+    from gan_lib.data import DatasetNotFoundError, load_dataset, load_sample
+
+    path = metrics.classifier_path(name)
+    assert path.stat().st_size < 3_000_000, "ship the weights alone (no optimizer state), under 3 MB"
+    info = metrics.classifier_info(name)
+    assert info["test_accuracy"] >= ACCURACY_FLOORS[name]
+    try:  # the full test split (CI has all three): the recorded accuracy must be the real one
+        data, full = load_dataset(name, download=False), True
+    except DatasetNotFoundError:  # the bundled real sample: a looser check of the same thing
+        data, full = load_sample(name), False
+    probs = metrics.extract(name, data.x_test).probs
+    accuracy = float((probs.argmax(1) == data.y_test).mean())
+    if full:
+        assert accuracy == pytest.approx(info["test_accuracy"], abs=1e-3)
+    else:
+        assert accuracy >= ACCURACY_FLOORS[name] - 0.03
