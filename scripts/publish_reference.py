@@ -33,7 +33,7 @@ def reproduce_command(config: dict) -> str:
     )
 
 
-def publish(run_dir: Path, name: str) -> Path:
+def publish(run_dir: Path, name: str, dest: Path = REFERENCE_DIR) -> Path:
     metrics_path = run_dir / "metrics.json"
     if not metrics_path.exists():
         raise SystemExit(f"{run_dir} has no metrics.json: run `gan-lib evaluate {run_dir}` first.")
@@ -42,7 +42,7 @@ def publish(run_dir: Path, name: str) -> Path:
     report = json.loads(metrics_path.read_text())
     if report.get("epoch") != history[-1]["epoch"]:
         raise SystemExit(f"metrics.json is of epoch {report.get('epoch')}, the run is at {history[-1]['epoch']}.")
-    target = REFERENCE_DIR / name
+    target = dest / name
     target.mkdir(parents=True, exist_ok=True)
     for file in KEEP:
         shutil.copy2(run_dir / file, target / file)
@@ -64,11 +64,13 @@ def publish(run_dir: Path, name: str) -> Path:
 
 
 def main() -> None:
+    """``python scripts/publish_reference.py RUN_DIR NAME [--dest DIR]``."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("name", choices=["mnist", "cifar10", "fashion-cgan"])
+    parser.add_argument("--dest", type=Path, default=REFERENCE_DIR, help="default: assets/reference/")
     args = parser.parse_args()
-    target = publish(args.run_dir, args.name)
+    target = publish(args.run_dir, args.name, args.dest)
     size = sum(p.stat().st_size for p in target.iterdir()) / 1e6
     print(f"published {args.run_dir} -> {target} ({size:.1f} MB)", file=sys.stderr)
 

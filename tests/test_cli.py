@@ -76,3 +76,31 @@ def test_train_under_a_mirrored_strategy_records_it(tmp_path):
     config = json.loads((out / "config.json").read_text())
     assert config["strategy"] == "mirrored" and config["replicas"] >= 1
     assert (out / "generator.keras").exists() and (out / "grids" / "epoch_0001.png").exists()
+
+
+def test_published_reference_folder_is_a_lean_run_that_sample_and_evaluate_accept(tmp_path):
+    import json
+
+    run = tmp_path / "run"
+    result = gan_lib("train", "mnist", "--limit", "256", "--batch-size", "64", "--epochs", "1", "--out", str(run),
+                     "--quiet", "--metrics-every", "0")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    script = os.path.join(os.path.dirname(__file__), "..", "scripts", "publish_reference.py")
+    publish = [sys.executable, script, str(run), "mnist", "--dest", str(tmp_path / "reference")]
+    refused = subprocess.run(publish, capture_output=True, text=True, env=ENV)
+    assert refused.returncode != 0 and "gan-lib evaluate" in refused.stderr  # metrics first
+    assert gan_lib("evaluate", str(run), "--n", "200").returncode == 0
+    published = subprocess.run(publish, capture_output=True, text=True, env=ENV)
+    assert published.returncode == 0, published.stderr
+    ref = tmp_path / "reference" / "mnist"
+    assert not (ref / "checkpoints").exists() and not (ref / "grids").exists()
+    assert {"progress.gif", "losses.png", "final_grid.png", "generator.keras", "metrics.json"} <= {
+        p.name for p in ref.iterdir()
+    }
+    report = json.loads((ref / "metrics.json").read_text())
+    assert report["command"].startswith("gan-lib train mnist --epochs 1 ") and report["train_seconds"] > 0
+    assert report["machine"] and report["metrics"]["n"] == 200
+    assert gan_lib("sample", str(ref), "--n", "4", "--out", str(tmp_path / "s.npz")).returncode == 0
+    result = gan_lib("evaluate", str(ref), "--n", "200")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((ref / "metrics.json").read_text())["command"] == report["command"]  # kept
