@@ -140,7 +140,7 @@ MODEL_SPECS: dict[str, ModelSpec] = {
         (64, 64, 3),
         None,
         grid=(8, 8),
-        epochs=20,
+        epochs=10,
         batch_size=64,
         generator_kwargs={
             "project_filters": 512,
