@@ -104,6 +104,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from gan_lib.runs import train_model
+    from gan_lib.training import request_stop_on_sigint
+
+    request_stop_on_sigint()
 
     _, history, run_dir = train_model(
         args.model,

@@ -48,6 +48,34 @@ from gan_lib.specs import DEFAULT_RECIPE, Recipe, get_recipe
 HISTORY_KEYS = ("epoch", "d_loss", "g_loss", "d_real_acc", "d_fake_acc", "seconds")
 
 
+_STOP = {"requested": False}
+
+
+def request_stop_on_sigint() -> None:
+    """Make Ctrl-C (SIGINT) stop :func:`train` for certain, even if its first KeyboardInterrupt is lost.
+
+    Python turns SIGINT into a KeyboardInterrupt wherever the main thread is;
+    when that is inside a finaliser or a callback run from C code, the
+    exception is printed and dropped, and training would go on. This handler
+    also records the request, and the epoch loop raises KeyboardInterrupt at
+    its next step. ``gan-lib train`` installs it; call it from the main thread.
+    """
+    import signal
+
+    def handler(signum, frame):
+        _STOP["requested"] = True
+        raise KeyboardInterrupt
+
+    _STOP["requested"] = False
+    signal.signal(signal.SIGINT, handler)
+
+
+def _raise_if_stop_requested() -> None:
+    if _STOP["requested"]:
+        _STOP["requested"] = False
+        raise KeyboardInterrupt
+
+
 class NonFiniteLossError(FloatingPointError):
     """A loss became NaN or Inf; training stopped and the last good checkpoint is kept."""
 
@@ -455,6 +483,7 @@ def train(
         sums = {"d_loss": 0.0, "g_loss": 0.0, "d_real_acc": 0.0, "d_fake_acc": 0.0}
         pending: list[dict[str, tf.Tensor]] = []
         for step, batch in enumerate(batches, start=1):
+            _raise_if_stop_requested()
             pending.append(trainer.train_step(*batch) if trainer.conditional else trainer.train_step(batch))
             if step % 10 == 0 or step == steps:  # sync with the device only now and then
                 values = {k: float(np.mean([float(p[k]) for p in pending])) for k in sums}
@@ -498,6 +527,7 @@ def train(
                 f"{record['seconds']:.1f} s",
                 flush=True,
             )
+        _raise_if_stop_requested()  # a Ctrl-C lost during the epoch's writes still stops the run here
     if not chief:
         return history
     frames = sorted((run_dir / "grids").glob("epoch_*.png"))

@@ -195,3 +195,28 @@ history = train(small_trainer(), x, epochs=3, run_dir={str(tmp_path / "run")!r},
     assert len(pictures) == 1  # one area, updated in place, not one picture per epoch
     texts = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert "epoch 3/3" in texts
+
+
+def test_a_lost_ctrl_c_still_stops_training_at_the_next_step(tmp_path, mnist_sample):
+    import signal
+
+    from gan_lib import training
+
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        training.request_stop_on_sigint()
+        trainer = small_trainer()
+        train(trainer, mnist_sample.x_train[:128], epochs=1, run_dir=tmp_path, batch_size=64, verbose=0)
+        # SIGINT whose KeyboardInterrupt is swallowed, as happens inside a finaliser run from C code.
+        try:
+            signal.raise_signal(signal.SIGINT)
+        except KeyboardInterrupt:
+            pass
+        with pytest.raises(KeyboardInterrupt):
+            train(trainer, mnist_sample.x_train[:128], epochs=3, run_dir=tmp_path, batch_size=64, verbose=0)
+        assert json.loads((tmp_path / "history.json").read_text())[-1]["epoch"] == 1  # epoch 1 intact, 2 not begun
+        # The request is used up: the next run goes on normally.
+        assert [h["epoch"] for h in train(trainer, mnist_sample.x_train[:128], epochs=2, run_dir=tmp_path,
+                                          batch_size=64, verbose=0)] == [1, 2]  # fmt: skip
+    finally:
+        signal.signal(signal.SIGINT, previous)
