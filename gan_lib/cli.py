@@ -20,6 +20,7 @@ def _positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from gan_lib.distribute import STRATEGIES
     from gan_lib.hardware import PRECISIONS
     from gan_lib.specs import DEFAULT_RECIPE, MODEL_SPECS, RECIPES
 
@@ -44,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--metrics-every", type=int, default=5, help="epochs between quality metrics (0: never)")
     train.add_argument("--tensorboard", action="store_true", help="also log to RUN_DIR/tensorboard")
     train.add_argument(
-        "--strategy", choices=("default", "mirrored", "multiworker"), default="default",
+        "--strategy", choices=STRATEGIES, default="default",
         help="data-parallel training: mirrored (all GPUs here) or multiworker (each machine runs this command "
         "with its own TF_CONFIG); --batch-size is then the global batch",
     )  # fmt: skip

@@ -540,6 +540,14 @@ def _mode_channels(mode: str) -> int | None:
     return {"L": 1, "RGB": 3, "RGBA": 4, "P": None, "LA": 2, "I;16": 1, "I": 1, "F": 1, "CMYK": 4}.get(mode, None)
 
 
+def _resize_square(img, size: int) -> np.ndarray:
+    """A square PIL image resized to ``size``×``size`` with a Lanczos filter, as uint8 (size, size, C)."""
+    from PIL import Image
+
+    array = np.asarray(img.resize((size, size), Image.Resampling.LANCZOS), dtype=np.uint8)
+    return array[..., None] if array.ndim == 2 else array
+
+
 def _read_one_image(path: Path, size: int, crop_fraction: float):
     """Decode one file and return ``(uint8 (size, size, C) array, channels)``; raises OSError/ValueError."""
     from PIL import Image
@@ -554,10 +562,7 @@ def _read_one_image(path: Path, size: int, crop_fraction: float):
         width, height = img.size
         side = max(1, int(round(min(width, height) * crop_fraction)))
         left, top = (width - side) // 2, (height - side) // 2
-        img = img.crop((left, top, left + side, top + side))
-        img = img.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=None)
-        array = np.asarray(img, dtype=np.uint8)
-    return (array[..., None] if array.ndim == 2 else array), channels
+        return _resize_square(img.crop((left, top, left + side, top + side)), size), channels
 
 
 def load_image_folder(
@@ -662,12 +667,8 @@ def _load_image_npz(path: Path, size: int, limit: int | None) -> np.ndarray:
     if images.shape[1] != size:
         from PIL import Image
 
-        resized = []
-        for image in images:
-            img = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
-            array = np.asarray(img.resize((size, size), Image.Resampling.LANCZOS), dtype=np.uint8)
-            resized.append(array[..., None] if array.ndim == 2 else array)
-        images = np.stack(resized)
+        images = np.stack([_resize_square(Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image), size)
+                           for image in images])  # fmt: skip
     return np.ascontiguousarray(images)
 
 

@@ -103,8 +103,7 @@ def _machine_key() -> str:
     import tensorflow as tf
 
     flags = ",".join(sorted(cpu_flags()))
-    raw = f"{cpu_name()}|{hashlib.sha256(flags.encode()).hexdigest()[:16]}|tf{tf.__version__}|{os.cpu_count()}"
-    return raw
+    return f"{cpu_name()}|{hashlib.sha256(flags.encode()).hexdigest()[:16]}|tf{tf.__version__}|{os.cpu_count()}"
 
 
 def probe_bf16_speedup(batch_size: int = 64, repeats: int = 4) -> float:
