@@ -51,6 +51,9 @@ RECIPES: dict[str, Recipe] = {
     "tutorial": Recipe("tutorial", 1e-4, 1e-4, 0.9),
     # Radford et al. (2016): Adam(2e-4, beta_1=0.5); plus an EMA of G's weights.
     "dcgan": Recipe("dcgan", 2e-4, 2e-4, 0.5, ema_decay=0.999, bn_recalibration=True),
+    # The tutorial's optimiser, sampled through an EMA of G's weights: the training trajectory is the
+    # tutorial's own (the EMA never feeds back), only the sampler differs.
+    "tutorial-ema": Recipe("tutorial-ema", 1e-4, 1e-4, 0.9, ema_decay=0.999, bn_recalibration=True),
 }
 DEFAULT_RECIPE = "dcgan"
 
