@@ -69,6 +69,21 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=_positive_int, default=3, help="interleaved repeats (at least 3)")
     bench.add_argument("--peer", choices=["torch"], default=None,
                        help="also time PyTorch (fp32 and bf16 autocast) on the same layers; needs: pip install torch")  # fmt: skip
+    bench.add_argument(
+        "--to-quality",
+        action="store_true",
+        help="train our default recipe until it matches the tutorial's 50-epoch quality; time both",
+    )
+    bench.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="--to-quality: the tutorial run's baseline file (default: benchmarks/mnist_tutorial_recipe_50_epochs.json)",
+    )
+    bench.add_argument("--max-epochs", type=_positive_int, default=None, help="--to-quality: give up after N epochs")
+    bench.add_argument("--data-dir", type=Path, default=None)
+    bench.add_argument("--out", type=Path, default=None,
+                       help="--to-quality: run folder (default: a fresh temporary one); result.json and plot go there")  # fmt: skip
 
     from gan_lib import grading, templates  # both import only the standard library
 
@@ -98,8 +113,26 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from gan_lib.bench import format_report, run_bench
 
+    if args.to_quality:
+        return cmd_time_to_quality(args)
     result = run_bench(args.model, args.precision, args.batch_size, args.steps, max(3, args.repeats), peer=args.peer)
     print(format_report(result))
+    return 0
+
+
+def cmd_time_to_quality(args: argparse.Namespace) -> int:
+    from gan_lib import time_to_quality as ttq
+    from gan_lib.io import atomic_write_json
+
+    result = ttq.time_to_quality(
+        args.model, baseline=args.baseline, max_epochs=args.max_epochs, data_dir=args.data_dir,
+        precision=args.precision, out=args.out, steps=args.steps, repeats=max(3, args.repeats),
+    )  # fmt: skip
+    run_dir = Path(result["run_dir"])
+    atomic_write_json(run_dir / "time_to_quality.json", result)
+    ttq.plot(result, run_dir / "time_to_quality.png")
+    print(f"curves: {run_dir / 'time_to_quality.json'}, plot: {run_dir / 'time_to_quality.png'}")
+    print(ttq.format_report(result))
     return 0
 
 

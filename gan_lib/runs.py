@@ -156,9 +156,10 @@ def train_model(
         generator, discriminator, recipe=recipe, latent_dim=spec.latent_dim, num_classes=spec.num_classes,
         seed=seed, strategy=dist,
     )  # fmt: skip
-    callbacks = list(epoch_callbacks)
+    callbacks = []  # the metrics first, so the caller's callbacks see them in the record
     if metrics_every and metrics.classifier_path(spec.dataset).exists() and not smoke_mode():
         callbacks.append(metrics.epoch_metrics_callback(trainer, spec.dataset, dataset.x_test, every=metrics_every))
+    callbacks += list(epoch_callbacks)
     history = train(
         trainer, dataset.x_train, dataset.y_train if spec.conditional else None,
         epochs=epochs, run_dir=run_dir, batch_size=batch_size, checkpoint_every=checkpoint_every,

@@ -76,6 +76,15 @@ def _raise_if_stop_requested() -> None:
         raise KeyboardInterrupt
 
 
+class StopTraining(Exception):
+    """Raise it from an epoch callback to end :func:`train` after this epoch.
+
+    The epoch is finished first: its record, grid and a checkpoint are
+    written, and the GIF is made, as at a normal end. Used by
+    ``gan-lib bench --to-quality`` to stop once a quality target is reached.
+    """
+
+
 class NonFiniteLossError(FloatingPointError):
     """A loss became NaN or Inf; training stopped and the last good checkpoint is kept."""
 
@@ -432,7 +441,8 @@ def train(
     If ``run_dir`` already holds a checkpoint, training resumes from it.
 
     ``epoch_callbacks``: functions ``f(epoch, record)`` called after each
-    epoch; they may add keys (metrics) to the record before it is saved.
+    epoch; they may add keys (metrics) to the record before it is saved, and
+    raise :class:`StopTraining` to end training after this epoch.
     ``tensorboard``: also log the record's numbers and the grid to
     ``run_dir/tensorboard`` (``tensorboard --logdir run_dir/tensorboard``).
     ``hflip``: mirror a random half of each epoch's images (faces; not digits).
@@ -506,8 +516,12 @@ def train(
         grid_path = run_dir / "grids" / f"epoch_{epoch:04d}.png"
         viz.save_grid(grid_images, grid_path, rows, cols, column_titles=titles, title=f"epoch {epoch}")
         record["seconds"] = round(time.perf_counter() - started, 3)
+        stop = False
         for callback in epoch_callbacks:
-            callback(epoch, record)
+            try:
+                callback(epoch, record)
+            except StopTraining:
+                stop = True
         history.append(record)
         atomic_write_json(run_dir / "history.json", history)
         viz.plot_history(history, run_dir / "losses.png")
@@ -518,7 +532,7 @@ def train(
             _log_tensorboard(writer, epoch, record, viz.tile_images(grid_images, rows, cols))
         if live is not None:
             live.update(grid_path, history, epochs)
-        if epoch % checkpoint_every == 0 or epoch == epochs:
+        if epoch % checkpoint_every == 0 or epoch == epochs or stop:
             save_checkpoint(trainer, manager, run_dir)
         if verbose:
             print(
@@ -528,10 +542,13 @@ def train(
                 flush=True,
             )
         _raise_if_stop_requested()  # a Ctrl-C lost during the epoch's writes still stops the run here
+        if stop:
+            break
     if not chief:
         return history
     frames = sorted((run_dir / "grids").glob("epoch_*.png"))
-    frames = [f for f in frames if int(f.stem.split("_")[1]) <= max(epochs, start_epoch)]
+    last = history[-1]["epoch"] if history else start_epoch
+    frames = [f for f in frames if int(f.stem.split("_")[1]) <= last]
     if frames:
         viz.make_gif(frames, run_dir / "progress.gif")
     return history
