@@ -153,7 +153,11 @@ def plot_history(history: Sequence[dict], path: str | os.PathLike | None = None)
               "cond_acc": "Conditional accuracy"}  # fmt: skip
     for ax, key in zip(axes[2:], metric_keys):
         pts = [(h["epoch"], h[key]) for h in history if key in h]
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", ms=3, color="C2")
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", ms=3, color="C2", label="sampler")
+        raw = [(h["epoch"], h[f"{key}_raw"]) for h in history if f"{key}_raw" in h]
+        if raw:  # an EMA recipe: the training generator too, for comparison
+            ax.plot([p[0] for p in raw], [p[1] for p in raw], "s--", ms=2, color="C7", label="G itself (no EMA)")
+            ax.legend(fontsize=7)
         ax.set(xlabel="epoch", title=titles[key])
     fig.tight_layout()
     if path is not None:

@@ -80,3 +80,23 @@ def test_shipped_classifier_is_small_and_accurate_on_real_test_images(name):
         assert accuracy == pytest.approx(info["test_accuracy"], abs=1e-3)
     else:
         assert accuracy >= ACCURACY_FLOORS[name] - 0.03
+
+
+@pytest.mark.parametrize("recipe", ["dcgan", "tutorial"])
+def test_epoch_metrics_record_the_raw_generator_beside_an_ema_sampler(recipe, mnist_sample):
+    from gan_lib.specs import get_spec
+    from gan_lib.training import GANTrainer
+
+    spec = get_spec("mnist")
+    trainer = GANTrainer(spec.build_generator(), spec.build_discriminator(), recipe=recipe)
+    trainer.train_step((mnist_sample.x_train[:64].astype(np.float32) - 127.5) / 127.5)
+    callback = metrics.epoch_metrics_callback(trainer, "mnist", mnist_sample.x_test, every=5, n=200)
+    record = {}
+    callback(2, record)  # not a metrics epoch
+    assert record == {}
+    callback(5, record)
+    assert record["metrics_n"] == 200 and record["fcd"] > 0 and 1 <= record["score"] <= 10
+    if recipe == "dcgan":  # EMA sampler after one step differs from G itself, and both are on record
+        assert record["fcd_raw"] > 0 and record["fcd_raw"] != record["fcd"]
+    else:
+        assert "fcd_raw" not in record
