@@ -22,7 +22,7 @@ def _positive_int(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from gan_lib.distribute import STRATEGIES
     from gan_lib.hardware import PRECISIONS
-    from gan_lib.specs import DEFAULT_RECIPE, MODEL_SPECS, RECIPES
+    from gan_lib.specs import MODEL_SPECS, RECIPES
 
     parser = argparse.ArgumentParser(prog="gan-lib", description="Train, sample and evaluate the course's GANs.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -39,7 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder holding the dataset files; for faces, the folder of face images (or an .npz) itself",
     )  # fmt: skip
     train.add_argument("--batch-size", type=_positive_int, default=None)
-    train.add_argument("--recipe", choices=list(RECIPES), default=DEFAULT_RECIPE)
+    train.add_argument(
+        "--recipe", choices=list(RECIPES), default=None, help="optimiser settings (default: the model's own)"
+    )
     train.add_argument("--precision", choices=PRECISIONS, default="auto",
                        help="auto: bf16 where a one-off probe finds it faster on this CPU, and on recent GPUs; else fp32")  # fmt: skip
     train.add_argument("--metrics-every", type=int, default=5, help="epochs between quality metrics (0: never)")

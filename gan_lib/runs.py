@@ -30,7 +30,7 @@ from gan_lib import data as data_lib
 from gan_lib import hardware, metrics
 from gan_lib.checks import InputError
 from gan_lib.io import atomic_write_json
-from gan_lib.specs import DEFAULT_RECIPE, ModelSpec, get_recipe, get_spec
+from gan_lib.specs import ModelSpec, get_recipe, get_spec
 
 SMOKE_ENV = "GAN_LIB_SMOKE"
 SMOKE_LIMIT = 512
@@ -93,7 +93,7 @@ def train_model(
     seed: int = 0,
     data_dir: str | os.PathLike | None = None,
     batch_size: int | None = None,
-    recipe: str = DEFAULT_RECIPE,
+    recipe: str | None = None,
     precision: str = "auto",
     metrics_every: int = 5,
     tensorboard: bool = False,
@@ -107,6 +107,7 @@ def train_model(
     holds a checkpoint. In smoke mode: 1 epoch of a few steps on the sample.
     ``metrics_every``: compute the quality metrics (:mod:`gan_lib.metrics`) every
     K epochs when the dataset's classifier is available; 0 turns them off.
+    ``recipe``: a name from :data:`gan_lib.specs.RECIPES`; None: the model's own (``spec.recipe``).
     ``strategy``: "default" (one device), "mirrored" (all local GPUs) or
     "multiworker" (every machine runs the same command with its own
     ``TF_CONFIG``); ``batch_size`` is then the global batch. See :mod:`gan_lib.distribute`.
@@ -116,6 +117,7 @@ def train_model(
 
     dist = distribute.make_strategy(strategy)  # first: a multi-worker strategy must exist before other TF work
     spec = get_spec(name)
+    recipe = recipe or spec.recipe
     get_recipe(recipe)
     precision = hardware.resolve_precision(precision)
     keras.utils.set_random_seed(seed)

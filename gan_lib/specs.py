@@ -68,7 +68,9 @@ class ModelSpec:
     """One of the kit's GANs: its data, its networks and its progress grid.
 
     ``grid``: (rows, cols) of the fixed-noise image grid. For a conditional
-    model every column is one class (column j shows label j).
+    model every column is one class (column j shows label j). ``recipe``: the
+    model's default :class:`Recipe`, the one measured best for it at equal
+    epochs (see the README's quality section).
     """
 
     name: str
@@ -82,6 +84,7 @@ class ModelSpec:
     generator_kwargs: dict[str, Any] = field(default_factory=dict)
     discriminator_kwargs: dict[str, Any] = field(default_factory=dict)
     hflip: bool = False  # mirror a random half of each epoch's images (faces, not digits)
+    recipe: str = DEFAULT_RECIPE  # the recipe `gan-lib train` and the notebook use unless told otherwise
 
     @property
     def conditional(self) -> bool:

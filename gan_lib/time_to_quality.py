@@ -112,7 +112,7 @@ def time_to_quality(
     """
     from gan_lib import bench, hardware
     from gan_lib.runs import load_training_data, train_model
-    from gan_lib.specs import DEFAULT_RECIPE, get_spec
+    from gan_lib.specs import get_spec
     from gan_lib.training import StopTraining
 
     spec = get_spec(model)
@@ -157,7 +157,7 @@ def time_to_quality(
         "model": model,
         "machine": hardware.describe(),
         "precision": hardware.resolve_precision(precision),
-        "recipe": DEFAULT_RECIPE,
+        "recipe": spec.recipe,
         "target": {"epoch": base_epochs, "fcd": target["fcd"], "score": target["score"],
                    "metrics_n": target.get("metrics_n"), "baseline_machine": base["config"].get("machine")},
         "reached_at_epoch": done,

@@ -21,6 +21,11 @@ def test_train_resume_and_sample_cgan(tmp_path, fashion_sample):
     second = gan_lib(*args, "--epochs", "2")
     assert second.returncode == 0, second.stderr
     assert "Resuming from" in second.stderr and "(epoch 1)" in second.stderr
+    import json
+
+    from gan_lib.specs import get_spec
+
+    assert json.loads((out / "config.json").read_text())["recipe"] == get_spec("fashion-cgan").recipe  # the model's own
     assert sorted(p.name for p in (out / "grids").iterdir()) == ["epoch_0001.png", "epoch_0002.png"]
 
     result = gan_lib("sample", str(out), "--n", "25", "--out", str(tmp_path / "s.npz"))
