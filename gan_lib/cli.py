@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run_dir", type=Path)
     evaluate.add_argument("--n", type=_positive_int, default=10_000, help="generated images (default 10,000)")
     evaluate.add_argument("--data-dir", type=Path, default=None)
+    evaluate.add_argument("--raw", action="store_true",
+                          help="the training generator from the latest checkpoint, not the EMA sampler")  # fmt: skip
 
     bench = sub.add_parser("bench", help="our train step vs the TF tutorial's, and vs the machine's limit")
     bench.add_argument("model", choices=list(MODEL_SPECS))
@@ -97,9 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from gan_lib.runs import evaluate_run
 
-    report = evaluate_run(args.run_dir, n=args.n, data_dir=args.data_dir)
-    m, floor = report["metrics"], report.get("real_floor") or {}
-    print(f"{report['model']} at epoch {report['epoch']}: {report['protocol']}")
+    report = evaluate_run(args.run_dir, n=args.n, data_dir=args.data_dir, raw=args.raw)
+    m, floor = report["metrics_raw" if args.raw else "metrics"], report.get("real_floor") or {}
+    which = " (the training generator itself, not the EMA sampler)" if args.raw else ""
+    print(f"{report['model']} at epoch {report['epoch']}{which}: {report['protocol']}")
     print(f"  FCD   {m['fcd']:8.3f}   (real-data floor {floor.get('fcd', float('nan')):.3f}; lower is better)")
     print(
         f"  score {m['score']:8.3f}   (real-data floor {floor.get('score', float('nan')):.3f}; higher is better, max 10)"

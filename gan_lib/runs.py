@@ -211,8 +211,41 @@ def sample_run(run_dir: str | os.PathLike, n: int, seed: int = 0, batch_size: in
     return generate_images(generator, noise, labels, batch_size), labels
 
 
+def restore_trainer(run_dir: str | os.PathLike):
+    """A :class:`~gan_lib.training.GANTrainer` for the run, restored from its latest checkpoint.
+
+    Built from ``config.json`` (model, recipe, precision) on one device. It
+    holds the training generator, the EMA copy if the recipe keeps one, D and
+    the optimisers, as they were at that checkpoint.
+    """
+    import tensorflow as tf
+
+    from gan_lib.training import GANTrainer
+
+    run_dir = Path(run_dir)
+    config = load_run_config(run_dir)
+    latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
+    if latest is None:
+        raise InputError(
+            f"{run_dir} has no checkpoint (a published reference keeps only generator.keras). "
+            "Use a run folder that `gan-lib train` wrote."
+        )
+    spec = get_spec(config["model"])
+    precision = config.get("precision", "fp32")
+    trainer = GANTrainer(spec.build_generator(precision=precision), spec.build_discriminator(precision),
+                         recipe=config.get("recipe") or spec.recipe, latent_dim=spec.latent_dim,
+                         num_classes=spec.num_classes, seed=config.get("seed", 0))  # fmt: skip
+    trainer.checkpoint.restore(latest).assert_existing_objects_matched()
+    trainer.invalidate_sampler()
+    return trainer
+
+
 def evaluate_run(
-    run_dir: str | os.PathLike, *, n: int = metrics.EVAL_N, data_dir: str | os.PathLike | None = None
+    run_dir: str | os.PathLike,
+    *,
+    n: int = metrics.EVAL_N,
+    data_dir: str | os.PathLike | None = None,
+    raw: bool = False,
 ) -> dict[str, Any]:
     """Metrics of a run's latest generator on ``n`` samples against the real test split.
 
@@ -220,6 +253,11 @@ def evaluate_run(
     path the metrics during training take (inference mode, fixed noise seed).
     Writes them to ``run_dir/metrics.json``, keeping any other keys already
     there (a reference run's command, duration and machine), and returns them.
+
+    ``raw``: measure the training generator itself from the latest checkpoint
+    (its own moving BatchNorm statistics, as the TF tutorial samples) instead
+    of ``generator.keras``, the EMA sampler; stored as ``metrics_raw``. For an
+    EMA recipe this is the tutorial-style sampler of the very same training run.
     """
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
@@ -231,11 +269,15 @@ def evaluate_run(
             f"no metric classifier for {spec.dataset} ({metrics.classifier_path(spec.dataset)}), so model "
             f"{spec.name!r} cannot be scored. The kit ships classifiers for mnist, fashion_mnist and cifar10."
         )
-    generator = load_generator(run_dir)
-    dataset = data_lib.load_dataset(spec.dataset, data_dir, allow_sample=True)
-    result = metrics.evaluate_generator(generator, spec.dataset, dataset.x_test, n=n, num_classes=spec.num_classes)
     generator_json = run_dir / "generator.json"
     generator_info = json.loads(generator_json.read_text()) if generator_json.exists() else {}
+    if raw:
+        trainer = restore_trainer(run_dir)
+        generator, generator_info = trainer.generator, {"epoch": int(trainer.epoch.numpy())}
+    else:
+        generator = load_generator(run_dir)
+    dataset = data_lib.load_dataset(spec.dataset, data_dir, allow_sample=True)
+    result = metrics.evaluate_generator(generator, spec.dataset, dataset.x_test, n=n, num_classes=spec.num_classes)
     info = metrics.classifier_info(spec.dataset)
     path = run_dir / "metrics.json"
     report = json.loads(path.read_text()) if path.exists() else {}
@@ -243,7 +285,7 @@ def evaluate_run(
         {
             "model": spec.name,
             "epoch": generator_info.get("epoch"),
-            "metrics": result,
+            ("metrics_raw" if raw else "metrics"): result,
             "protocol": f"{n} generated images (inference mode, quantised to uint8) vs the {result['reference']}",
             "classifier_test_accuracy": info.get("test_accuracy"),
             "real_floor": info.get("real_floor"),

@@ -65,6 +65,14 @@ def test_evaluate_writes_metrics_and_keeps_other_keys(tmp_path):
     assert report["real_floor"]["fcd"] < report["metrics"]["fcd"]  # one epoch on 256 images is far from real
     assert "300 generated images" in report["protocol"]
 
+    # --raw: the training generator itself from the checkpoint, beside (not instead of) the EMA sampler's figures.
+    result = gan_lib("evaluate", str(out), "--n", "300", "--raw")
+    assert result.returncode == 0, result.stderr
+    assert "the training generator itself" in result.stdout
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["metrics"]["fcd"] > 0 and report["metrics_raw"]["fcd"] > 0
+    assert report["metrics_raw"]["fcd"] != report["metrics"]["fcd"]  # the default recipe samples from an EMA copy
+
     (tmp_path / "faces").mkdir()
     (tmp_path / "faces" / "config.json").write_text(json.dumps({"model": "faces"}))
     result = gan_lib("evaluate", str(tmp_path / "faces"))
@@ -109,3 +117,5 @@ def test_published_reference_folder_is_a_lean_run_that_sample_and_evaluate_accep
     result = gan_lib("evaluate", str(ref), "--n", "200")
     assert result.returncode == 0, result.stderr
     assert json.loads((ref / "metrics.json").read_text())["command"] == report["command"]  # kept
+    result = gan_lib("evaluate", str(ref), "--raw")  # a published reference keeps no checkpoint to restore
+    assert result.returncode == 2 and "no checkpoint" in result.stderr
