@@ -26,11 +26,16 @@ REFERENCE_DIR = Path(__file__).resolve().parent.parent / "assets" / "reference"
 KEEP = ("config.json", "history.json", "losses.png", "progress.gif", "generator.keras", "generator.json")
 
 
-def reproduce_command(config: dict) -> str:
-    return (
+def reproduce_command(config: dict, history: list[dict] | None = None) -> str:
+    """The ``gan-lib train`` command of the run; ``--metrics-every`` read off the epochs that have metrics."""
+    command = (
         f"gan-lib train {config['model']} --epochs {config['epochs']} --recipe {config['recipe']} "
         f"--seed {config['seed']} --batch-size {config['batch_size']} --precision {config['precision']}"
     )
+    measured = [h["epoch"] for h in history or [] if "fcd" in h and h["epoch"] != 1]
+    if len(measured) >= 2:
+        command += f" --metrics-every {min(b - a for a, b in zip(measured, measured[1:]))}"
+    return command
 
 
 def publish(run_dir: Path, name: str, dest: Path = REFERENCE_DIR) -> Path:
@@ -51,7 +56,7 @@ def publish(run_dir: Path, name: str, dest: Path = REFERENCE_DIR) -> Path:
     seconds = sum(h["seconds"] for h in history)
     report.update(
         {
-            "command": reproduce_command(config),
+            "command": reproduce_command(config, history),
             "evaluate_command": f"gan-lib evaluate assets/reference/{name}",
             "epochs": last,
             "train_seconds": round(seconds, 1),
