@@ -187,6 +187,30 @@ def reduce_mean(strategy: tf.distribute.Strategy, per_replica: dict[str, Any]) -
     return {key: strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None) for key, value in per_replica.items()}
 
 
+def check_workers_agree(strategy: tf.distribute.Strategy | None, value: int, what: str) -> None:
+    """Raise on every worker at once if the workers hold different ``value`` s (e.g. the epoch each resumed at).
+
+    Workers of a multi-worker run each restore their own checkpoint; one that
+    lost its latest one would train a different model in lockstep with the
+    others, or hang them. Every replica contributes (v, v²); the sums are the
+    same on every worker, so all of them see the disagreement and stop.
+    A no-op on one machine.
+    """
+    if strategy is None or _cluster_task(strategy)[0] is None:
+        return
+    v = tf.constant(float(value))
+    total = strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.stack([v, v * v])), axis=None)
+    n = strategy.num_replicas_in_sync
+    s1, s2 = (float(x) for x in total.numpy())
+    if abs(n * s2 - s1 * s1) > 1e-6 * max(1.0, s1 * s1):
+        raise InputError(
+            f"the workers disagree on {what}: this one ({task_name(strategy)}) has {value}, the mean over the "
+            f"{n} replicas is {s1 / n:g}. Each worker resumes from its own checkpoints; give every worker the same "
+            "ones (copy the chief's checkpoints/ folder over the other workers' workers/<task>/checkpoints/) and "
+            "start them again."
+        )
+
+
 def _cluster_task(strategy: tf.distribute.Strategy | None) -> tuple[str | None, int, dict[str, Any]]:
     resolver = getattr(strategy, "cluster_resolver", None) if strategy is not None else None
     if resolver is None or not resolver.task_type:

@@ -479,6 +479,7 @@ def train(
         checkpoint_dir = run_dir / "workers" / distribute.task_name(trainer.strategy) / "checkpoints"
     manager = tf.train.CheckpointManager(trainer.checkpoint, checkpoint_dir, max_to_keep=3)
     start_epoch = restore_latest(trainer, manager, verbose)
+    distribute.check_workers_agree(trainer.strategy, start_epoch, "the epoch they resumed from")
     history = [h for h in load_history(run_dir) if h["epoch"] <= start_epoch] if chief else []
     noise, grid_labels = grid_inputs(rows * cols, trainer.latent_dim, trainer.seed, trainer.num_classes, cols)
     titles = list(class_names)[:cols] if (trainer.conditional and class_names) else None

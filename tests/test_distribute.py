@@ -149,7 +149,8 @@ WORKER_SCRIPT = COMMON + textwrap.dedent(
     keras.utils.set_random_seed(100 + index)  # different seeds: equal weights must come from the strategy
     trainer = build_trainer(strategy, recipe="tutorial")  # no EMA: the mirrored check covers it, and time is short
     images = np.round(batch()[0] * 127.5 + 127.5).astype(np.uint8)
-    history = train(trainer, images, epochs=2, run_dir=out / "run", batch_size=8, checkpoint_every=1, verbose=0)
+    epochs = int(sys.argv[2]) if len(sys.argv) > 2 else 2
+    history = train(trainer, images, epochs=epochs, run_dir=out / "run", batch_size=8, checkpoint_every=1, verbose=0)
     np.savez(out / f"worker{index}.npz", **{f"{i}: {name}": a for i, (name, a) in enumerate(state(trainer))})
     (out / f"worker{index}.json").write_text(json.dumps({"chief": is_chief(strategy), "history": history}))
     """
@@ -349,6 +350,30 @@ def test_two_workers_train_in_lockstep_and_only_the_chief_writes_the_run(tmp_pat
     assert [p.name for p in (run / "workers").iterdir()] == ["worker-1"]
     assert [p.name for p in (run / "workers" / "worker-1").iterdir()] == ["checkpoints"]
     assert tf.train.latest_checkpoint(str(run / "workers" / "worker-1" / "checkpoints")).endswith("-2")
+
+
+def start_workers(tmp_path: Path, epochs: int, tag: str) -> tuple[list[subprocess.Popen], list[Path]]:
+    ports = free_ports(2)
+    cluster = {"worker": [f"localhost:{port}" for port in ports]}
+    logs = [tmp_path / f"{tag}{index}.log" for index in range(2)]
+    env = [{"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})} for i in range(2)]
+    return [run_script(WORKER_SCRIPT, [str(tmp_path), str(epochs)], logs[i], env=env[i]) for i in range(2)], logs
+
+
+def test_workers_that_resume_from_different_epochs_all_stop_with_a_clear_error(tmp_path):
+    workers, logs = start_workers(tmp_path, 2, "first")
+    wait_for(workers, logs, "MultiWorkerMirroredStrategy worker")
+    # Worker 1 loses its epoch-2 checkpoint (a crash mid-save, a wiped disk): it would resume at epoch 1.
+    for path in (tmp_path / "run" / "workers" / "worker-1" / "checkpoints").glob("ckpt-2.*"):
+        path.unlink()
+    workers, logs = start_workers(tmp_path, 3, "second")
+    for proc in workers:
+        proc.wait(timeout=120)
+    for proc, log in zip(workers, logs):
+        text = log.read_text()
+        assert proc.returncode != 0, text[-2000:]
+        assert "the workers disagree on the epoch they resumed from" in text, text[-2000:]
+    assert json.loads((tmp_path / "run" / "history.json").read_text())[-1]["epoch"] == 2  # nothing was overwritten
 
 
 def test_fit_trains_the_keras_gan_under_a_mirrored_strategy(tmp_path):
