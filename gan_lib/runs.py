@@ -83,6 +83,25 @@ def write_config(run_dir: Path, config: dict[str, Any]) -> None:
     atomic_write_json(path, config)
 
 
+def build_trainer(spec: ModelSpec, *, recipe: str, precision: str, seed: int, strategy=None):
+    """A fresh :class:`~gan_lib.training.GANTrainer` for ``spec``'s networks.
+
+    Under a ``tf.distribute`` strategy the networks are built in its scope,
+    with synchronised BatchNorm (see :mod:`gan_lib.distribute`).
+    """
+    from gan_lib import distribute
+    from gan_lib.training import GANTrainer
+
+    with distribute.strategy_scope(strategy):
+        sync = strategy is not None
+        generator = spec.build_generator(precision=precision, synchronized_batchnorm=sync)
+        discriminator = spec.build_discriminator(precision, synchronized_batchnorm=sync)
+    return GANTrainer(
+        generator, discriminator, recipe=recipe, latent_dim=spec.latent_dim, num_classes=spec.num_classes,
+        seed=seed, strategy=strategy,
+    )  # fmt: skip
+
+
 def train_model(
     name: str,
     *,
@@ -113,7 +132,7 @@ def train_model(
     ``TF_CONFIG``); ``batch_size`` is then the global batch. See :mod:`gan_lib.distribute`.
     """
     from gan_lib import distribute
-    from gan_lib.training import GANTrainer, train
+    from gan_lib.training import train
 
     dist = distribute.make_strategy(strategy)  # first: a multi-worker strategy must exist before other TF work
     spec = get_spec(name)
@@ -150,14 +169,7 @@ def train_model(
             "replicas": distribute.num_replicas(dist),
         },
     )
-    with distribute.strategy_scope(dist):
-        sync = dist is not None
-        generator = spec.build_generator(precision=precision, synchronized_batchnorm=sync)
-        discriminator = spec.build_discriminator(precision, synchronized_batchnorm=sync)
-    trainer = GANTrainer(
-        generator, discriminator, recipe=recipe, latent_dim=spec.latent_dim, num_classes=spec.num_classes,
-        seed=seed, strategy=dist,
-    )  # fmt: skip
+    trainer = build_trainer(spec, recipe=recipe, precision=precision, seed=seed, strategy=dist)
     callbacks = []  # the metrics first, so the caller's callbacks see them in the record
     if metrics_every and metrics.classifier_path(spec.dataset).exists() and not smoke_mode():
         callbacks.append(metrics.epoch_metrics_callback(trainer, spec.dataset, dataset.x_test, every=metrics_every))
@@ -212,7 +224,7 @@ def sample_run(run_dir: str | os.PathLike, n: int, seed: int = 0, batch_size: in
 
 
 def restore_trainer(run_dir: str | os.PathLike):
-    """A :class:`~gan_lib.training.GANTrainer` for the run, restored from its latest checkpoint.
+    """A :class:`~gan_lib.training.GANTrainer` for the run, restored from its latest readable checkpoint.
 
     Built from ``config.json`` (model, recipe, precision) on one device. It
     holds the training generator, the EMA copy if the recipe keeps one, D and
@@ -220,23 +232,20 @@ def restore_trainer(run_dir: str | os.PathLike):
     """
     import tensorflow as tf
 
-    from gan_lib.training import GANTrainer
+    from gan_lib.training import restore_latest
 
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
-    latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
-    if latest is None:
+    spec = get_spec(config["model"])
+    trainer = build_trainer(spec, recipe=config.get("recipe") or spec.recipe,
+                            precision=config.get("precision", "fp32"), seed=config.get("seed", 0))  # fmt: skip
+    manager = tf.train.CheckpointManager(trainer.checkpoint, run_dir / "checkpoints", max_to_keep=3)
+    if not manager.checkpoints:
         raise InputError(
             f"{run_dir} has no checkpoint (a published reference keeps only generator.keras). "
             "Use a run folder that `gan-lib train` wrote."
         )
-    spec = get_spec(config["model"])
-    precision = config.get("precision", "fp32")
-    trainer = GANTrainer(spec.build_generator(precision=precision), spec.build_discriminator(precision),
-                         recipe=config.get("recipe") or spec.recipe, latent_dim=spec.latent_dim,
-                         num_classes=spec.num_classes, seed=config.get("seed", 0))  # fmt: skip
-    trainer.checkpoint.restore(latest).assert_existing_objects_matched()
-    trainer.invalidate_sampler()
+    restore_latest(trainer, manager, verbose=-1)
     return trainer
 
 
@@ -269,13 +278,13 @@ def evaluate_run(
             f"no metric classifier for {spec.dataset} ({metrics.classifier_path(spec.dataset)}), so model "
             f"{spec.name!r} cannot be scored. The kit ships classifiers for mnist, fashion_mnist and cifar10."
         )
-    generator_json = run_dir / "generator.json"
-    generator_info = json.loads(generator_json.read_text()) if generator_json.exists() else {}
     if raw:
         trainer = restore_trainer(run_dir)
-        generator, generator_info = trainer.generator, {"epoch": int(trainer.epoch.numpy())}
+        generator, epoch = trainer.generator, int(trainer.epoch.numpy())
     else:
         generator = load_generator(run_dir)
+        generator_json = run_dir / "generator.json"
+        epoch = json.loads(generator_json.read_text()).get("epoch") if generator_json.exists() else None
     dataset = data_lib.load_dataset(spec.dataset, data_dir, allow_sample=True)
     result = metrics.evaluate_generator(generator, spec.dataset, dataset.x_test, n=n, num_classes=spec.num_classes)
     info = metrics.classifier_info(spec.dataset)
@@ -284,7 +293,7 @@ def evaluate_run(
     report.update(
         {
             "model": spec.name,
-            "epoch": generator_info.get("epoch"),
+            "epoch": epoch,
             ("metrics_raw" if raw else "metrics"): result,
             "protocol": f"{n} generated images (inference mode, quantised to uint8) vs the {result['reference']}",
             "classifier_test_accuracy": info.get("test_accuracy"),

@@ -50,8 +50,8 @@ def save_baseline(run_dir: str | os.PathLike, out: str | os.PathLike) -> dict[st
     return baseline
 
 
-def _check_baseline(baseline: dict[str, Any], where: str) -> dict[str, Any]:
-    """The baseline's last record, after checking that it is the tutorial's recipe with metrics at that epoch."""
+def _check_baseline(baseline: dict[str, Any], where: str) -> None:
+    """Refuse a baseline that is not the tutorial's recipe on full data with metrics at its last epoch."""
     config, history = baseline.get("config", {}), baseline.get("history", [])
     if config.get("recipe") != "tutorial":
         raise InputError(f"{where}: the baseline must be a run of --recipe tutorial, not {config.get('recipe')!r}.")
@@ -62,7 +62,6 @@ def _check_baseline(baseline: dict[str, Any], where: str) -> dict[str, Any]:
         )
     if config.get("data_is_sample"):
         raise InputError(f"{where}: the baseline trained on the bundled sample, not the full dataset.")
-    return history[-1]
 
 
 def load_baseline(path: str | os.PathLike) -> dict[str, Any]:
@@ -111,7 +110,7 @@ def time_to_quality(
     epochs on this machine, their ratio, and both curves for the plot.
     """
     from gan_lib import bench, hardware
-    from gan_lib.runs import load_training_data, train_model
+    from gan_lib.runs import load_run_config, train_model
     from gan_lib.specs import get_spec
     from gan_lib.training import StopTraining
 
@@ -122,9 +121,8 @@ def time_to_quality(
         raise InputError(f"the baseline is a run of {base['config'].get('model')!r}, not {model!r}.")
     base_epochs = int(target["epoch"])
     max_epochs = max_epochs or base_epochs
-    num_images = len(load_training_data(spec, data_dir=data_dir, limit=limit).x_train)
 
-    # The tutorial's seconds per epoch, on this machine, now: its plain fp32 step, timed over repeats.
+    # The tutorial's seconds per step, on this machine, now: its plain fp32 step, timed over repeats.
     import keras
     import numpy as np
     import tensorflow as tf
@@ -135,7 +133,6 @@ def time_to_quality(
     images = tf.constant(np.random.default_rng(0).uniform(-1, 1, (batch_size, *spec.image_shape)).astype(np.float32))
     bench._time_steps(tutorial, (images,), 3)  # compile and warm up
     step_seconds = statistics.median(bench._time_steps(tutorial, (images,), steps) for _ in range(repeats))
-    tutorial_epoch_seconds = (num_images // batch_size) * step_seconds
 
     def stop_when_reached(epoch: int, record: dict[str, Any]) -> None:
         if reached(record, target):
@@ -146,6 +143,8 @@ def time_to_quality(
         model, epochs=max_epochs, out=run_dir, data_dir=data_dir, limit=limit, precision=precision, metrics_every=1,
         checkpoint_every=max_epochs, epoch_callbacks=[stop_when_reached], verbose=verbose,
     )  # fmt: skip
+    # An epoch of the tutorial's on the images our run trained on (config.json counts them).
+    tutorial_epoch_seconds = (load_run_config(run_dir)["num_train_images"] // batch_size) * step_seconds
     ours, elapsed = [], 0.0
     for record in history:
         elapsed += record["seconds"]
