@@ -97,7 +97,7 @@ class TutorialStep:
         return self.step(images) if labels is None else self.step(images, labels)
 
 
-def _time_steps(step, batch, steps: int) -> float:
+def time_steps(step, batch, steps: int) -> float:
     """Seconds per step over ``steps`` calls, synchronised once at the end."""
     start = time.perf_counter()
     for _ in range(steps):
@@ -123,7 +123,7 @@ def conv_limit_gflops(model: keras.Model, precision: str, batch_size: int, repea
     x = tf.random.normal([batch_size, *layer.input.shape[1:]])
     fn = tf.function(lambda t: probe(t))
     _sync(fn(x))
-    seconds = _time_steps(fn, (x,), repeats)
+    seconds = time_steps(fn, (x,), repeats)
     desc = f"{type(layer).__name__}({layer.filters}, {layer.kernel_size}, strides={layer.strides}) on {tuple(layer.input.shape[1:])}"
     return desc, 2.0 * macs * batch_size / seconds / 1e9
 
@@ -171,7 +171,7 @@ def run_bench(
     it this raises :class:`~gan_lib.checks.InputError` with the install
     command, before anything is built.
     """
-    from gan_lib.training import GANTrainer
+    from gan_lib.runs import build_trainer
 
     if peer not in (None, "torch"):
         raise ValueError(f"unknown peer {peer!r}; the only peer is 'torch'")
@@ -185,8 +185,7 @@ def run_bench(
     bf16_speedup = hardware.measured_bf16_speedup() if hardware.cpu_isa() != "none" else None
     batch_size = batch_size or spec.batch_size
     keras.utils.set_random_seed(0)
-    trainer = GANTrainer(spec.build_generator(precision=precision), spec.build_discriminator(precision),
-                         latent_dim=spec.latent_dim, num_classes=spec.num_classes)  # fmt: skip
+    trainer = build_trainer(spec, recipe=spec.recipe, precision=precision, seed=0)
     tutorial = TutorialStep(spec, batch_size)
     rng = np.random.default_rng(0)
     images = tf.constant(rng.uniform(-1, 1, (batch_size, *spec.image_shape)).astype(np.float32))
@@ -197,12 +196,12 @@ def run_bench(
         peers = peer_torch.make_torch_steps(trainer.generator, trainer.discriminator, spec, images.numpy(),
                                             None if len(batch) == 1 else batch[1].numpy())  # fmt: skip
     for fn in (ours_fn, tutorial):  # compile and warm up
-        _time_steps(fn, batch, 3)
+        time_steps(fn, batch, 3)
     ours, base = [], []
     peer_times: dict[str, list[float]] = {name: [] for name in peers}
     for _ in range(repeats):
-        ours.append(_time_steps(ours_fn, batch, steps))
-        base.append(_time_steps(tutorial, batch, steps))
+        ours.append(time_steps(ours_fn, batch, steps))
+        base.append(time_steps(tutorial, batch, steps))
         for name, peer_step in peers.items():
             peer_times[name].append(peer_step.seconds_per_step(steps))
     ours_s, base_s = statistics.median(ours), statistics.median(base)

@@ -131,8 +131,8 @@ def time_to_quality(
     batch_size = int(base["config"].get("batch_size") or spec.batch_size)
     tutorial = bench.TutorialStep(spec, batch_size)
     images = tf.constant(np.random.default_rng(0).uniform(-1, 1, (batch_size, *spec.image_shape)).astype(np.float32))
-    bench._time_steps(tutorial, (images,), 3)  # compile and warm up
-    step_seconds = statistics.median(bench._time_steps(tutorial, (images,), steps) for _ in range(repeats))
+    bench.time_steps(tutorial, (images,), 3)  # compile and warm up
+    step_seconds = statistics.median(bench.time_steps(tutorial, (images,), steps) for _ in range(repeats))
 
     def stop_when_reached(epoch: int, record: dict[str, Any]) -> None:
         if reached(record, target):
