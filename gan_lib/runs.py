@@ -32,6 +32,9 @@ from gan_lib.checks import InputError
 from gan_lib.io import atomic_write_json
 from gan_lib.specs import ModelSpec, get_recipe, get_spec
 
+REFERENCE_DIR = Path(
+    os.environ.get("GAN_LIB_REFERENCE_DIR", Path(__file__).resolve().parent.parent / "assets" / "reference")
+)
 SMOKE_ENV = "GAN_LIB_SMOKE"
 SMOKE_LIMIT = 512
 SMOKE_BATCH = 64
@@ -47,6 +50,19 @@ def default_run_dir(name: str, base: str | os.PathLike = "runs") -> Path:
     if smoke_mode():
         return Path(tempfile.mkdtemp(prefix=f"gan-lib-smoke-{name}-"))
     return Path(base) / name
+
+
+def reference_run(name: str) -> Path | None:
+    """The kit's reference run folder of model ``name`` (``assets/reference/<name>/``), or None.
+
+    None when this copy of the kit ships no reference for the model (a pip
+    install without the repository's ``assets/``, or a run not yet published).
+    A reference is a lean run folder: ``progress.gif``, ``history.json`` with
+    metrics every epoch, ``generator.keras`` and ``metrics.json``.
+    """
+    get_spec(name)  # an unknown model name is an error, not "no reference"
+    folder = REFERENCE_DIR / name
+    return folder if (folder / "history.json").exists() else None
 
 
 def load_training_data(

@@ -132,10 +132,15 @@ def latent_walk(generator, z_start: np.ndarray, z_end: np.ndarray, steps: int = 
     return generate_images(generator, interpolate_latents(z_start, z_end, steps))
 
 
-def plot_history(history: Sequence[dict], path: str | os.PathLike | None = None) -> plt.Figure:
+def plot_history(
+    history: Sequence[dict], path: str | os.PathLike | None = None, reference: Sequence[dict] | None = None
+) -> plt.Figure:
     """Plot D and G losses per epoch (and D's accuracies, and metrics when present).
 
     ``history``: the records of ``history.json``. Saves a PNG atomically if ``path`` is given.
+    ``reference``: another run's records (the kit's reference run, see
+    :func:`gan_lib.runs.reference_run`), whose metric curves are drawn dotted,
+    over the epochs this run has reached, for comparison at equal epochs.
     """
     epochs = [h["epoch"] for h in history]
     metric_keys = [k for k in ("fcd", "score", "cond_acc") if any(k in h for h in history)]
@@ -157,6 +162,11 @@ def plot_history(history: Sequence[dict], path: str | os.PathLike | None = None)
         raw = [(h["epoch"], h[f"{key}_raw"]) for h in history if f"{key}_raw" in h]
         if raw:  # an EMA recipe: the training generator too, for comparison
             ax.plot([p[0] for p in raw], [p[1] for p in raw], "s--", ms=2, color="C7", label="G itself (no EMA)")
+        last = epochs[-1] if epochs else 0
+        ref = [(h["epoch"], h[key]) for h in reference or () if key in h and h["epoch"] <= max(last, 1)]
+        if ref:
+            ax.plot([p[0] for p in ref], [p[1] for p in ref], "x:", ms=3, color="C3", label="kit's reference run")
+        if raw or ref:
             ax.legend(fontsize=7)
         ax.set(xlabel="epoch", title=titles[key])
     fig.tight_layout()
@@ -164,6 +174,37 @@ def plot_history(history: Sequence[dict], path: str | os.PathLike | None = None)
         with atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=90, format="png")
     return fig
+
+
+def compare_with_reference(history: Sequence[dict], model: str) -> plt.Figure | None:
+    """Show the kit's reference run of ``model`` beside a run's ``history``: its GIF, and both metric curves.
+
+    The reference (:func:`gan_lib.runs.reference_run`) was trained with the
+    assignment's settings on the full data; its metrics (inference mode, N as
+    recorded in its history) are drawn dotted over the epochs ``history`` has reached, so a
+    student compares at equal epochs. In a notebook the reference GIF is
+    displayed; elsewhere its path is printed. Returns the figure, or None
+    (with a message) when this copy of the kit ships no reference for ``model``.
+    """
+    from gan_lib.runs import reference_run
+    from gan_lib.training import load_history
+
+    folder = reference_run(model)
+    if folder is None:
+        print(f"This copy of the kit ships no reference run for {model!r} (assets/reference/{model}/).")
+        return None
+    reference = load_history(folder)
+    last = reference[-1]
+    summary = ", ".join(f"{k} {last[k]:.3g}" for k in ("fcd", "score", "cond_acc") if k in last)
+    n = last.get("metrics_n", "?")
+    print(f"Reference run {folder}: {last['epoch']} epochs; at its last epoch {summary} (N = {n}).")
+    if in_notebook():
+        from IPython.display import Image, display
+
+        display(Image(filename=str(folder / "progress.gif")))
+    else:
+        print(f"Its GIF: {folder / 'progress.gif'}")
+    return plot_history(history, reference=reference)
 
 
 def in_notebook() -> bool:

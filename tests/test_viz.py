@@ -1,3 +1,5 @@
+import json
+
 import imageio.v3 as iio
 import numpy as np
 import pytest
@@ -46,3 +48,42 @@ def test_plot_history(tmp_path):
                for e in (1, 2, 3)]  # fmt: skip
     viz.plot_history(history, tmp_path / "losses.png")
     assert (tmp_path / "losses.png").stat().st_size > 1000
+
+
+def _history(epochs, fcd0=100.0, score0=2.0):
+    return [{"epoch": e, "d_loss": 1.0, "g_loss": 0.8, "d_real_acc": 0.6, "d_fake_acc": 0.5, "seconds": 1,
+             "fcd": fcd0 / e, "score": score0 + e, "metrics_n": 2000} for e in epochs]  # fmt: skip
+
+
+def test_plot_history_draws_the_reference_only_up_to_this_runs_epoch():
+    fig = viz.plot_history(_history([1, 2, 3]), reference=_history(range(1, 31), fcd0=50.0))
+    fcd_axis = fig.axes[2]
+    lines = {line.get_label(): line for line in fcd_axis.get_lines()}
+    assert set(lines) == {"sampler", "kit's reference run"}
+    assert list(lines["kit's reference run"].get_xdata()) == [1, 2, 3]  # equal epochs only, not all 30
+    assert list(lines["kit's reference run"].get_ydata()) == [50.0, 25.0, 50.0 / 3]
+    assert list(lines["sampler"].get_ydata()) == [100.0, 50.0, 100.0 / 3]
+
+
+def test_compare_with_reference_overlays_the_shipped_run(capsys):
+    from gan_lib.runs import reference_run
+
+    folder = reference_run("cifar10")  # shipped in assets/reference/cifar10
+    assert folder is not None and (folder / "progress.gif").exists()
+    fig = viz.compare_with_reference(_history([1, 2]), "cifar10")
+    out = capsys.readouterr().out
+    assert "Reference run" in out and "30 epochs" in out and str(folder / "progress.gif") in out
+    ref_line = [line for line in fig.axes[2].get_lines() if line.get_label() == "kit's reference run"][0]
+    shipped = json.loads((folder / "history.json").read_text())
+    assert list(ref_line.get_ydata()) == [shipped[0]["fcd"], shipped[1]["fcd"]]
+
+
+def test_compare_with_reference_says_when_none_is_shipped(tmp_path, monkeypatch, capsys):
+    from gan_lib import runs
+
+    monkeypatch.setattr(runs, "REFERENCE_DIR", tmp_path)  # a pip install without the repository's assets/
+    assert runs.reference_run("mnist") is None
+    assert viz.compare_with_reference(_history([1]), "mnist") is None
+    assert "ships no reference run for 'mnist'" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="unknown model .mnistt."):
+        runs.reference_run("mnistt")
