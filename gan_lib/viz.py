@@ -158,7 +158,8 @@ def plot_history(
               "cond_acc": "Conditional accuracy"}  # fmt: skip
     for ax, key in zip(axes[2:], metric_keys):
         pts = [(h["epoch"], h[key]) for h in history if key in h]
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", ms=3, color="C2", label="sampler")
+        label = "this run" if reference else "sampler"
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", ms=3, color="C2", label=label)
         raw = [(h["epoch"], h[f"{key}_raw"]) for h in history if f"{key}_raw" in h]
         if raw:  # an EMA recipe: the training generator too, for comparison
             ax.plot([p[0] for p in raw], [p[1] for p in raw], "s--", ms=2, color="C7", label="G itself (no EMA)")

@@ -59,10 +59,10 @@ def test_plot_history_draws_the_reference_only_up_to_this_runs_epoch():
     fig = viz.plot_history(_history([1, 2, 3]), reference=_history(range(1, 31), fcd0=50.0))
     fcd_axis = fig.axes[2]
     lines = {line.get_label(): line for line in fcd_axis.get_lines()}
-    assert set(lines) == {"sampler", "kit's reference run"}
+    assert set(lines) == {"this run", "kit's reference run"}
     assert list(lines["kit's reference run"].get_xdata()) == [1, 2, 3]  # equal epochs only, not all 30
     assert list(lines["kit's reference run"].get_ydata()) == [50.0, 25.0, 50.0 / 3]
-    assert list(lines["sampler"].get_ydata()) == [100.0, 50.0, 100.0 / 3]
+    assert list(lines["this run"].get_ydata()) == [100.0, 50.0, 100.0 / 3]
 
 
 def test_compare_with_reference_overlays_the_shipped_run(capsys):
