@@ -111,8 +111,8 @@ def _sync(out) -> None:
     float(np.asarray(tensor).ravel()[0])
 
 
-def conv_limit_gflops(model: keras.Model, precision: str, batch_size: int, repeats: int = 10) -> tuple[str, float]:
-    """GFLOP/s of ``model``'s largest convolution alone (forward, at ``precision``): the machine's own limit."""
+def largest_conv_probe(model: keras.Model, precision: str) -> tuple[keras.layers.Layer, int, keras.layers.Layer]:
+    """(``model``'s largest convolution, its MACs per image, a fresh copy of it at ``precision``) to time alone."""
     convs = [(layer, m) for layer, m in layer_macs(model) if not isinstance(layer, keras.layers.Dense)]
     layer, macs = max(convs, key=lambda lm: lm[1])
     config = layer.get_config()
@@ -120,6 +120,12 @@ def conv_limit_gflops(model: keras.Model, precision: str, batch_size: int, repea
     config["name"] = "probe"
     with_policy = hardware.dtype_policy(precision)
     probe = type(layer).from_config({**config, "dtype": with_policy} if with_policy else config)
+    return layer, macs, probe
+
+
+def conv_limit_gflops(model: keras.Model, precision: str, batch_size: int, repeats: int = 10) -> tuple[str, float]:
+    """GFLOP/s of ``model``'s largest convolution alone (forward, at ``precision``): the machine's own limit."""
+    layer, macs, probe = largest_conv_probe(model, precision)
     x = tf.random.normal([batch_size, *layer.input.shape[1:]])
     fn = tf.function(lambda t: probe(t))
     _sync(fn(x))

@@ -156,15 +156,15 @@ def plot_history(
     axes[1].legend()
     titles = {"fcd": "FCD (lower is better)", "score": "Classifier score (higher is better)",
               "cond_acc": "Conditional accuracy"}  # fmt: skip
+    label = "this run" if reference else "sampler"
+    last = max(epochs[-1] if epochs else 0, 1)  # the reference is drawn up to this run's epoch
     for ax, key in zip(axes[2:], metric_keys):
         pts = [(h["epoch"], h[key]) for h in history if key in h]
-        label = "this run" if reference else "sampler"
         ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", ms=3, color="C2", label=label)
         raw = [(h["epoch"], h[f"{key}_raw"]) for h in history if f"{key}_raw" in h]
         if raw:  # an EMA recipe: the training generator too, for comparison
             ax.plot([p[0] for p in raw], [p[1] for p in raw], "s--", ms=2, color="C7", label="G itself (no EMA)")
-        last = epochs[-1] if epochs else 0
-        ref = [(h["epoch"], h[key]) for h in reference or () if key in h and h["epoch"] <= max(last, 1)]
+        ref = [(h["epoch"], h[key]) for h in reference or () if key in h and h["epoch"] <= last]
         if ref:
             ax.plot([p[0] for p in ref], [p[1] for p in ref], "x:", ms=3, color="C3", label="kit's reference run")
         if raw or ref:
@@ -187,12 +187,12 @@ def compare_with_reference(history: Sequence[dict], model: str) -> plt.Figure | 
     displayed; elsewhere its path is printed. Returns the figure, or None
     (with a message) when this copy of the kit ships no reference for ``model``.
     """
-    from gan_lib.runs import reference_run
+    from gan_lib import runs
     from gan_lib.training import load_history
 
-    folder = reference_run(model)
+    folder = runs.reference_run(model)
     if folder is None:
-        print(f"This copy of the kit ships no reference run for {model!r} (assets/reference/{model}/).")
+        print(f"This copy of the kit ships no reference run for {model!r} ({runs.REFERENCE_DIR / model}).")
         return None
     reference = load_history(folder)
     last = reference[-1]

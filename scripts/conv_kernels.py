@@ -25,18 +25,12 @@ import subprocess
 import sys
 
 CHILD = r"""
-import sys, keras, tensorflow as tf
-from gan_lib import bench, hardware
+import sys, tensorflow as tf
+from gan_lib import bench
 from gan_lib.specs import get_spec
 model, precision, calls = sys.argv[1], sys.argv[2], int(sys.argv[3])
 spec = get_spec(model)
-generator = spec.build_generator(precision="fp32")
-layer = max(((l, m) for l, m in bench.layer_macs(generator) if not isinstance(l, keras.layers.Dense)),
-            key=lambda lm: lm[1])[0]
-config = {**layer.get_config(), "name": "probe"}
-config.pop("dtype", None)
-policy = hardware.dtype_policy(precision)
-probe = type(layer).from_config({**config, "dtype": policy} if policy else config)
+layer, _, probe = bench.largest_conv_probe(spec.build_generator(precision="fp32"), precision)
 x = tf.random.normal([spec.batch_size, *layer.input.shape[1:]])
 probe(x)
 @tf.function

@@ -21,8 +21,8 @@ import sys
 from pathlib import Path
 
 from gan_lib.io import atomic_write_json
+from gan_lib.runs import REFERENCE_DIR
 
-REFERENCE_DIR = Path(__file__).resolve().parent.parent / "assets" / "reference"
 KEEP = ("config.json", "history.json", "losses.png", "progress.gif", "generator.keras", "generator.json")
 
 

@@ -1,17 +1,15 @@
 """The reference runs shipped in assets/reference/: lean, loadable, and reproducing their own figures."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from gan_lib import data, metrics
-from gan_lib.runs import load_generator, sample_run
+from gan_lib.runs import REFERENCE_DIR, load_generator, sample_run
 from gan_lib.specs import get_spec
 
-REFERENCE = Path(__file__).resolve().parents[1] / "assets" / "reference"
-RUNS = sorted(p for p in REFERENCE.iterdir() if p.is_dir()) if REFERENCE.exists() else []
+RUNS = sorted(p for p in REFERENCE_DIR.iterdir() if p.is_dir()) if REFERENCE_DIR.exists() else []
 
 
 def test_generators_fit_the_30_mb_budget():
