@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="--to-quality: the tutorial run's baseline file (default: benchmarks/mnist_tutorial_recipe_50_epochs.json)",
     )
+    bench.add_argument("--from-run", type=Path, default=None,
+                       help="--to-quality: race the recorded epochs of this finished run of our default recipe "
+                       "(metrics every epoch) instead of training a new one")  # fmt: skip
     bench.add_argument("--max-epochs", type=_positive_int, default=None, help="--to-quality: give up after N epochs")
     bench.add_argument("--data-dir", type=Path, default=None)
     bench.add_argument("--out", type=Path, default=None,
@@ -126,14 +129,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_time_to_quality(args: argparse.Namespace) -> int:
+    import tempfile
+
     from gan_lib import time_to_quality as ttq
     from gan_lib.io import atomic_write_json
 
     result = ttq.time_to_quality(
         args.model, baseline=args.baseline, max_epochs=args.max_epochs, data_dir=args.data_dir,
-        precision=args.precision, out=args.out, steps=args.steps, repeats=max(3, args.repeats),
+        precision=args.precision, out=args.out, from_run=args.from_run, steps=args.steps,
+        repeats=max(3, args.repeats),
     )  # fmt: skip
-    run_dir = Path(result["run_dir"])
+    if args.from_run is None:
+        run_dir = Path(result["run_dir"])
+    else:  # never write into the recorded run: --out, or a fresh folder
+        run_dir = args.out or Path(tempfile.mkdtemp(prefix=f"gan-lib-to-quality-{args.model}-"))
+        run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run_dir / "time_to_quality.json", result)
     ttq.plot(result, run_dir / "time_to_quality.png")
     print(f"curves: {run_dir / 'time_to_quality.json'}, plot: {run_dir / 'time_to_quality.png'}")

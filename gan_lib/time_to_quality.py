@@ -18,6 +18,11 @@ recipe. What a student waits for is that quality, not a step rate. So:
 Our time is the sum of the epochs' wall-clock seconds (steps, grid, history);
 the metric evaluations that decide when to stop are reported apart, since a
 student's run does not need them every epoch.
+
+3. ``--from-run RUN_DIR`` skips the training: it reads the per-epoch seconds
+   and metrics a finished run of our default recipe recorded (the MNIST
+   reference run, for one), and races them against the tutorial's step timed
+   now. It is fair only on the machine that run trained on; the report names both.
 """
 
 from __future__ import annotations
@@ -95,6 +100,7 @@ def time_to_quality(
     data_dir: str | os.PathLike | None = None,
     precision: str = "auto",
     out: str | os.PathLike | None = None,
+    from_run: str | os.PathLike | None = None,
     steps: int = 10,
     repeats: int = 3,
     limit: int | None = None,
@@ -105,11 +111,16 @@ def time_to_quality(
     ``max_epochs``: give up after this many (default: the baseline's epoch
     count). ``out``: the run folder (default: a fresh temporary one, so a
     student's run is never resumed). ``limit``: train on the first N images only
-    (a quick trial; the tutorial's epoch is then timed on N images too). Returns a dict with the target, the
+    (a quick trial; the tutorial's epoch is then timed on N images too).
+    ``from_run``: instead of training, read the epochs of a finished run of our
+    default recipe that recorded metrics after every epoch (a reference run,
+    say), and race its recorded wall-clock seconds against the tutorial's step
+    timed here and now; the result names both machines, since the figure is
+    only fair when they are the same. Returns a dict with the target, the
     epoch reached (None if never), our seconds, the tutorial's seconds for its
     epochs on this machine, their ratio, and both curves for the plot.
     """
-    from gan_lib import bench, hardware
+    from gan_lib import hardware
     from gan_lib.runs import load_run_config, train_model
     from gan_lib.specs import get_spec
     from gan_lib.training import StopTraining
@@ -121,47 +132,49 @@ def time_to_quality(
         raise InputError(f"the baseline is a run of {base['config'].get('model')!r}, not {model!r}.")
     base_epochs = int(target["epoch"])
     max_epochs = max_epochs or base_epochs
-
-    # The tutorial's seconds per step, on this machine, now: its plain fp32 step, timed over repeats.
-    import keras
-    import numpy as np
-    import tensorflow as tf
-
-    keras.utils.set_random_seed(0)
     batch_size = int(base["config"].get("batch_size") or spec.batch_size)
-    tutorial = bench.TutorialStep(spec, batch_size)
-    images = tf.constant(np.random.default_rng(0).uniform(-1, 1, (batch_size, *spec.image_shape)).astype(np.float32))
-    bench.time_steps(tutorial, (images,), 3)  # compile and warm up
-    step_seconds = statistics.median(bench.time_steps(tutorial, (images,), steps) for _ in range(repeats))
 
-    def stop_when_reached(epoch: int, record: dict[str, Any]) -> None:
-        if reached(record, target):
-            raise StopTraining
+    if from_run is not None:
+        run_dir = Path(from_run)
+        config, history = _recorded_run(run_dir, spec, max_epochs)
+        run_machine = config.get("machine")
+        step_seconds = tutorial_step_seconds(spec, batch_size, steps, repeats)
+    else:
+        # The tutorial's step is timed before our run, on idle cores.
+        step_seconds = tutorial_step_seconds(spec, batch_size, steps, repeats)
 
-    run_dir = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix=f"gan-lib-to-quality-{model}-"))
-    _, history, run_dir = train_model(
-        model, epochs=max_epochs, out=run_dir, data_dir=data_dir, limit=limit, precision=precision, metrics_every=1,
-        checkpoint_every=max_epochs, epoch_callbacks=[stop_when_reached], verbose=verbose,
-    )  # fmt: skip
+        def stop_when_reached(epoch: int, record: dict[str, Any]) -> None:
+            if reached(record, target):
+                raise StopTraining
+
+        run_dir = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix=f"gan-lib-to-quality-{model}-"))
+        _, history, run_dir = train_model(
+            model, epochs=max_epochs, out=run_dir, data_dir=data_dir, limit=limit, precision=precision,
+            metrics_every=1, checkpoint_every=max_epochs, epoch_callbacks=[stop_when_reached], verbose=verbose,
+        )  # fmt: skip
+        config, run_machine = load_run_config(run_dir), None
     # An epoch of the tutorial's on the images our run trained on (config.json counts them).
-    tutorial_epoch_seconds = (load_run_config(run_dir)["num_train_images"] // batch_size) * step_seconds
+    tutorial_epoch_seconds = (config["num_train_images"] // batch_size) * step_seconds
+    done = next((r["epoch"] for r in history if reached(r, target)), None)
     ours, elapsed = [], 0.0
     for record in history:
         elapsed += record["seconds"]
         ours.append({"seconds": round(elapsed, 1), **{k: record.get(k) for k in ("epoch", "fcd", "score")}})
-    done = next((r["epoch"] for r in history if reached(r, target)), None)
+        if record["epoch"] == done:
+            break
     our_seconds = ours[-1]["seconds"] if done is not None else None
     tutorial_seconds = round(base_epochs * tutorial_epoch_seconds, 1)
     return {
         "model": model,
         "machine": hardware.describe(),
-        "precision": hardware.resolve_precision(precision),
+        "precision": config.get("precision") if from_run is not None else hardware.resolve_precision(precision),
         "recipe": spec.recipe,
+        "recorded_run": None if from_run is None else {"run_dir": str(run_dir), "machine": run_machine},
         "target": {"epoch": base_epochs, "fcd": target["fcd"], "score": target["score"],
                    "metrics_n": target.get("metrics_n"), "baseline_machine": base["config"].get("machine")},
         "reached_at_epoch": done,
         "our_seconds": our_seconds,
-        "metrics_seconds": round(sum(r.get("metrics_seconds", 0.0) for r in history), 1),
+        "metrics_seconds": round(sum(r.get("metrics_seconds", 0.0) for r in history[: len(ours)]), 1),
         "tutorial_epoch_seconds": round(tutorial_epoch_seconds, 2),
         "tutorial_seconds": tutorial_seconds,
         "share": None if our_seconds is None else our_seconds / tutorial_seconds,
@@ -176,6 +189,45 @@ def time_to_quality(
     }  # fmt: skip
 
 
+def tutorial_step_seconds(spec, batch_size: int, steps: int, repeats: int) -> float:
+    """Seconds per step of the tutorial's plain fp32 train step on this machine: the median of ``repeats``."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from gan_lib import bench
+
+    keras.utils.set_random_seed(0)
+    tutorial = bench.TutorialStep(spec, batch_size)
+    images = tf.constant(np.random.default_rng(0).uniform(-1, 1, (batch_size, *spec.image_shape)).astype(np.float32))
+    bench.time_steps(tutorial, (images,), 3)  # compile and warm up
+    return statistics.median(bench.time_steps(tutorial, (images,), steps) for _ in range(repeats))
+
+
+def _recorded_run(run_dir: Path, spec, max_epochs: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A finished run of our default recipe, checked to be a fair stand-in for a cold-start race."""
+    try:
+        config = json.loads((run_dir / "config.json").read_text())
+        history = json.loads((run_dir / "history.json").read_text())
+    except FileNotFoundError as exc:
+        raise InputError(f"--from-run {run_dir}: not a run folder ({exc.filename} is missing).") from None
+    where = f"--from-run {run_dir}"
+    if config.get("model") != spec.name or config.get("recipe") != spec.recipe:
+        raise InputError(
+            f"{where} is a run of {config.get('model')!r} with recipe {config.get('recipe')!r}; the race needs "
+            f"{spec.name!r} with the default recipe {spec.recipe!r}."
+        )
+    if config.get("data_is_sample") or config.get("limit"):
+        raise InputError(f"{where} trained on a subset of the data; the race needs the full training set.")
+    history = [r for r in history if r["epoch"] <= max_epochs]
+    if not history or history[0]["epoch"] != 1 or any("fcd" not in r for r in history):
+        raise InputError(
+            f"{where} must hold every epoch from 1 with its metrics (train it with --metrics-every 1), so the first "
+            "epoch that matches the target is known."
+        )
+    return config, history
+
+
 def format_report(r: dict[str, Any]) -> str:
     """The human-readable report, ending with one machine-readable line."""
     t = r["target"]
@@ -186,6 +238,9 @@ def format_report(r: dict[str, Any]) -> str:
         f"tutorial: {r['tutorial_epoch_seconds']:.1f} s per epoch here -> {t['epoch']} epochs = "
         f"{r['tutorial_seconds']:.0f} s",
     ]
+    if r.get("recorded_run"):
+        rec = r["recorded_run"]
+        lines.append(f"ours: the recorded epochs of {rec['run_dir']} (trained on {rec['machine']}), not a new run")
     if r["reached_at_epoch"] is None:
         last = r["ours"][-1]
         lines.append(

@@ -77,3 +77,44 @@ def test_race_gives_up_after_max_epochs(tmp_path):
     assert "NOT reached" in ttq.format_report(result)
     ttq.plot(result, tmp_path / "plot.png")
     assert (tmp_path / "plot.png").stat().st_size > 1000
+
+
+def write_run(run, fcds, scores, recipe="dcgan", first_epoch=1):
+    run.mkdir()
+    config = {"model": "mnist", "recipe": recipe, "precision": "fp32", "data_is_sample": False, "limit": None,
+              "num_train_images": 60000, "machine": "the recording machine"}  # fmt: skip
+    history = [{"epoch": first_epoch + i, "d_loss": 1.0, "g_loss": 1.0, "seconds": 100.0, "fcd": f, "score": s,
+                "metrics_seconds": 3.0} for i, (f, s) in enumerate(zip(fcds, scores))]  # fmt: skip
+    (run / "config.json").write_text(json.dumps(config))
+    (run / "history.json").write_text(json.dumps(history))
+    return run
+
+
+def test_race_from_a_recorded_run_stops_at_its_first_matching_epoch(tmp_path):
+    baseline = write_baseline(tmp_path / "b.json", fcd=50.0, score=6.0)
+    # Epoch 2 has the score but not the FCD; epoch 3 is the first with both.
+    run = write_run(tmp_path / "run", fcds=[90.0, 60.0, 45.0, 30.0], scores=[5.0, 6.5, 6.2, 7.0])
+    result = ttq.time_to_quality("mnist", baseline=baseline, from_run=run, steps=2, repeats=1)
+    assert result["reached_at_epoch"] == 3
+    assert [p["epoch"] for p in result["ours"]] == [1, 2, 3]
+    assert result["our_seconds"] == 300.0 and result["metrics_seconds"] == 9.0
+    assert result["recorded_run"]["machine"] == "the recording machine"
+    assert result["tutorial_epoch_seconds"] > 0  # timed here, now: 234 steps of the tutorial's step
+    assert "recorded epochs" in ttq.format_report(result)
+    assert json.loads((run / "history.json").read_text())[0]["fcd"] == 90.0  # the recorded run is left as it was
+
+
+def test_recorded_runs_that_cannot_stand_in_are_refused(tmp_path):
+    baseline = write_baseline(tmp_path / "b.json", fcd=50.0, score=6.0)
+    tutorial = write_run(tmp_path / "tut", [40.0], [7.0], recipe="tutorial")
+    with pytest.raises(InputError, match="default recipe 'dcgan'"):
+        ttq.time_to_quality("mnist", baseline=baseline, from_run=tutorial)
+    resumed_only = write_run(tmp_path / "late", [40.0], [7.0], first_epoch=5)
+    with pytest.raises(InputError, match="every epoch from 1"):
+        ttq.time_to_quality("mnist", baseline=baseline, from_run=resumed_only)
+    with pytest.raises(InputError, match="not a run folder"):
+        ttq.time_to_quality("mnist", baseline=baseline, from_run=tmp_path / "nothing")
+    out = tmp_path / "out"
+    assert main(["bench", "mnist", "--to-quality", "--baseline", str(baseline), "--from-run", str(tutorial),
+                 "--out", str(out)]) == 2  # fmt: skip
+    assert not out.exists()  # nothing written for a refused input
