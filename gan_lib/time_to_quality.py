@@ -134,14 +134,12 @@ def time_to_quality(
     max_epochs = max_epochs or base_epochs
     batch_size = int(base["config"].get("batch_size") or spec.batch_size)
 
-    if from_run is not None:
-        run_dir = Path(from_run)
-        config, history = _recorded_run(run_dir, spec, max_epochs)
-        run_machine = config.get("machine")
-        step_seconds = tutorial_step_seconds(spec, batch_size, steps, repeats)
+    recorded = None if from_run is None else _recorded_run(Path(from_run), spec, max_epochs)  # checked first
+    # The tutorial's step is timed before any training of ours, on idle cores.
+    step_seconds = tutorial_step_seconds(spec, batch_size, steps, repeats)
+    if recorded is not None:
+        run_dir, (config, history) = Path(from_run), recorded
     else:
-        # The tutorial's step is timed before our run, on idle cores.
-        step_seconds = tutorial_step_seconds(spec, batch_size, steps, repeats)
 
         def stop_when_reached(epoch: int, record: dict[str, Any]) -> None:
             if reached(record, target):
@@ -152,7 +150,7 @@ def time_to_quality(
             model, epochs=max_epochs, out=run_dir, data_dir=data_dir, limit=limit, precision=precision,
             metrics_every=1, checkpoint_every=max_epochs, epoch_callbacks=[stop_when_reached], verbose=verbose,
         )  # fmt: skip
-        config, run_machine = load_run_config(run_dir), None
+        config = load_run_config(run_dir)
     # An epoch of the tutorial's on the images our run trained on (config.json counts them).
     tutorial_epoch_seconds = (config["num_train_images"] // batch_size) * step_seconds
     done = next((r["epoch"] for r in history if reached(r, target)), None)
@@ -169,7 +167,7 @@ def time_to_quality(
         "machine": hardware.describe(),
         "precision": config.get("precision") if from_run is not None else hardware.resolve_precision(precision),
         "recipe": spec.recipe,
-        "recorded_run": None if from_run is None else {"run_dir": str(run_dir), "machine": run_machine},
+        "recorded_run": None if from_run is None else {"run_dir": str(run_dir), "machine": config.get("machine")},
         "target": {"epoch": base_epochs, "fcd": target["fcd"], "score": target["score"],
                    "metrics_n": target.get("metrics_n"), "baseline_machine": base["config"].get("machine")},
         "reached_at_epoch": done,
@@ -206,11 +204,10 @@ def tutorial_step_seconds(spec, batch_size: int, steps: int, repeats: int) -> fl
 
 def _recorded_run(run_dir: Path, spec, max_epochs: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """A finished run of our default recipe, checked to be a fair stand-in for a cold-start race."""
-    try:
-        config = json.loads((run_dir / "config.json").read_text())
-        history = json.loads((run_dir / "history.json").read_text())
-    except FileNotFoundError as exc:
-        raise InputError(f"--from-run {run_dir}: not a run folder ({exc.filename} is missing).") from None
+    from gan_lib.runs import load_run_config
+    from gan_lib.training import load_history
+
+    config, history = load_run_config(run_dir), load_history(run_dir)
     where = f"--from-run {run_dir}"
     if config.get("model") != spec.name or config.get("recipe") != spec.recipe:
         raise InputError(
