@@ -96,11 +96,16 @@ def write_config(run_dir: Path, config: dict[str, Any]) -> None:
                 f"{run_dir} holds a run of model {old.get('model')!r}, not {config.get('model')!r}. "
                 "Use another --out folder, or delete this one to start over."
             )
+        if old.get("nets", "default") != config.get("nets", "default"):
+            raise InputError(
+                f"{run_dir} holds a run with --nets {old.get('nets', 'default')}, not {config.get('nets')}: "
+                "its checkpoints would not fit the other networks. Use another --out folder, or the same --nets."
+            )
     atomic_write_json(path, config)
 
 
-def build_trainer(spec: ModelSpec, *, recipe: str, precision: str, seed: int, strategy=None):
-    """A fresh :class:`~gan_lib.training.GANTrainer` for ``spec``'s networks.
+def build_trainer(spec: ModelSpec, *, recipe: str, precision: str, seed: int, strategy=None, nets: str = "default"):
+    """A fresh :class:`~gan_lib.training.GANTrainer` for ``spec``'s networks (``nets``: see :data:`gan_lib.specs.NETS`).
 
     Under a ``tf.distribute`` strategy the networks are built in its scope,
     with synchronised BatchNorm (see :mod:`gan_lib.distribute`).
@@ -108,6 +113,7 @@ def build_trainer(spec: ModelSpec, *, recipe: str, precision: str, seed: int, st
     from gan_lib import distribute
     from gan_lib.training import GANTrainer
 
+    spec = spec.with_nets(nets)
     with distribute.strategy_scope(strategy):
         sync = strategy is not None
         generator = spec.build_generator(precision=precision, synchronized_batchnorm=sync)
@@ -135,6 +141,7 @@ def train_model(
     verbose: int = 1,
     epoch_callbacks=(),
     strategy: str = "default",
+    nets: str = "default",
 ):
     """Train model ``name`` ("mnist", "cifar10", "fashion-cgan", "faces") into a run folder.
 
@@ -143,6 +150,7 @@ def train_model(
     ``metrics_every``: compute the quality metrics (:mod:`gan_lib.metrics`) every
     K epochs when the dataset's classifier is available; 0 turns them off.
     ``recipe``: a name from :data:`gan_lib.specs.RECIPES`; None: the model's own (``spec.recipe``).
+    ``nets``: "default" (the model's own networks) or "tutorial" (the TF tutorial's; :data:`gan_lib.specs.NETS`).
     ``strategy``: "default" (one device), "mirrored" (all local GPUs) or
     "multiworker" (every machine runs the same command with its own
     ``TF_CONFIG``); ``batch_size`` is then the global batch. See :mod:`gan_lib.distribute`.
@@ -154,6 +162,7 @@ def train_model(
     spec = get_spec(name)
     recipe = recipe or spec.recipe
     get_recipe(recipe)
+    spec.with_nets(nets)  # an unknown name fails before any work
     precision = hardware.resolve_precision(precision)
     keras.utils.set_random_seed(seed)
     if smoke_mode():
@@ -170,6 +179,7 @@ def train_model(
         {
             "model": name,
             "recipe": recipe,
+            "nets": nets,
             "precision": precision,
             "seed": seed,
             "epochs": epochs,
@@ -185,7 +195,7 @@ def train_model(
             "replicas": distribute.num_replicas(dist),
         },
     )
-    trainer = build_trainer(spec, recipe=recipe, precision=precision, seed=seed, strategy=dist)
+    trainer = build_trainer(spec, recipe=recipe, precision=precision, seed=seed, strategy=dist, nets=nets)
     callbacks = []  # the metrics first, so the caller's callbacks see them in the record
     if metrics_every and metrics.classifier_path(spec.dataset).exists() and not smoke_mode():
         callbacks.append(metrics.epoch_metrics_callback(trainer, spec.dataset, dataset.x_test, every=metrics_every))
@@ -253,7 +263,7 @@ def restore_trainer(run_dir: str | os.PathLike):
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
     spec = get_spec(config["model"])
-    trainer = build_trainer(spec, recipe=config.get("recipe") or spec.recipe,
+    trainer = build_trainer(spec, recipe=config.get("recipe") or spec.recipe, nets=config.get("nets", "default"),
                             precision=config.get("precision", "fp32"), seed=config.get("seed", 0))  # fmt: skip
     manager = tf.train.CheckpointManager(trainer.checkpoint, run_dir / "checkpoints", max_to_keep=3)
     if not manager.checkpoints:

@@ -8,7 +8,7 @@ up here, so ``gan-lib train mnist`` and ``01_dcgan_mnist.ipynb`` train the same 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import keras
@@ -86,6 +86,12 @@ def paper_discriminator(filters: tuple[int, ...]) -> dict[str, Any]:
     }
 
 
+# Which networks a run trains: "default", the model's own (the measured best, below), or "tutorial", the TF
+# DCGAN tutorial's networks (the builders' defaults: 5×5 kernels, LeakyReLU, Dropout in D, Glorot init), which
+# the assignment's MNIST part uses. Kept so that architecture stays one flag away: `gan-lib train --nets tutorial`.
+NETS = ("default", "tutorial")
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """One of the kit's GANs: its data, its networks and its progress grid.
@@ -113,6 +119,12 @@ class ModelSpec:
     def conditional(self) -> bool:
         return self.num_classes is not None
 
+    def with_nets(self, nets: str) -> ModelSpec:
+        """This spec with the networks ``nets`` names (see :data:`NETS`); "default" returns it unchanged."""
+        if nets not in NETS:
+            raise ValueError(f"unknown networks {nets!r}; choose one of: {', '.join(NETS)}")
+        return self if nets == "default" else replace(self, generator_kwargs={}, discriminator_kwargs={})
+
     @property
     def num_grid_samples(self) -> int:
         return self.grid[0] * self.grid[1]
@@ -139,7 +151,20 @@ class ModelSpec:
 
 
 MODEL_SPECS: dict[str, ModelSpec] = {
-    "mnist": ModelSpec("mnist", "mnist", (28, 28, 1), None, grid=(4, 4), epochs=50),
+    # MNIST: the DCGAN paper's conventions at the TF tutorial's widths (G 7×7×256 -> 128 -> 64 -> 1 with 4×4
+    # kernels, BatchNorm and ReLU; D 64 -> 128 -> 256 with LeakyReLU 0.2 and BatchNorm, no Dropout; N(0, 0.02)).
+    # Against the tutorial's own networks (`--nets tutorial`) at 50 epochs they roughly quarter the FCD and lift
+    # the score from 7.9 to 8.8 (README, "MNIST"). The tutorial's D (Dropout, no BatchNorm) sat at ~61% accuracy.
+    "mnist": ModelSpec(
+        "mnist",
+        "mnist",
+        (28, 28, 1),
+        None,
+        grid=(4, 4),
+        epochs=50,
+        generator_kwargs=paper_generator(256, (128, 64)),
+        discriminator_kwargs=paper_discriminator((64, 128, 256)),
+    ),
     # The assignment leaves CIFAR-10's networks to the student. Ours: the DCGAN paper's conventions at the
     # tutorial's widths (G 256 -> 128 -> 64 -> 3 with BatchNorm and ReLU, tanh out; D 64 -> 128 -> 256 with
     # LeakyReLU 0.2 and BatchNorm after every convolution but the first, no Dropout; all weights N(0, 0.02)).
