@@ -168,8 +168,13 @@ def run_bench(
     steps: int = 10,
     repeats: int = 3,
     peer: str | None = None,
+    nets: str = "default",
 ) -> dict[str, Any]:
     """Measure and return the benchmark's figures (also printed by the CLI).
+
+    Both steps train the same networks, ``nets`` ("default": the model's own;
+    "tutorial": the TF tutorial's; see :data:`gan_lib.specs.NETS`), so the
+    ratio measures the step, not an architecture change.
 
     ``peer="torch"`` also times PyTorch on the same layers (see
     :mod:`gan_lib.peer_torch`), in fp32 and under bf16 autocast, interleaved
@@ -185,7 +190,7 @@ def run_bench(
         from gan_lib import peer_torch
 
         peer_torch.import_torch()  # fail fast, with the install hint
-    spec = get_spec(model)
+    spec = get_spec(model).with_nets(nets)
     asked = precision
     precision = hardware.resolve_precision(precision)
     bf16_speedup = hardware.measured_bf16_speedup() if hardware.cpu_isa() != "none" else None
@@ -232,6 +237,7 @@ def run_bench(
         }
     return {
         "model": model,
+        "nets": nets,
         "machine": hardware.describe(),
         "isa": hardware.cpu_isa(),
         "precision": precision,
@@ -258,7 +264,7 @@ def run_bench(
 
 def format_report(r: dict[str, Any]) -> str:
     lines = [
-        f"model {r['model']}, batch {r['batch_size']}, precision {r['precision']}"
+        f"model {r['model']} ({r.get('nets', 'default')} networks), batch {r['batch_size']}, precision {r['precision']}"
         + (f" (asked: {r['precision_asked']})" if r.get("precision_asked") not in (None, r["precision"]) else ""),
         f"machine: {r['machine']}"
         + (

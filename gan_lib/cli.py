@@ -22,7 +22,7 @@ def _positive_int(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from gan_lib.distribute import STRATEGIES
     from gan_lib.hardware import PRECISIONS
-    from gan_lib.specs import MODEL_SPECS, RECIPES
+    from gan_lib.specs import MODEL_SPECS, NETS, RECIPES
 
     parser = argparse.ArgumentParser(prog="gan-lib", description="Train, sample and evaluate the course's GANs.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--recipe", choices=list(RECIPES), default=None, help="optimiser settings (default: the model's own)"
     )
+    train.add_argument("--nets", choices=NETS, default="default",
+                       help="default: the model's own networks; tutorial: the TF DCGAN tutorial's (the assignment's)")  # fmt: skip
     train.add_argument("--precision", choices=PRECISIONS, default="auto",
                        help="auto: bf16 where a one-off probe finds it faster on this CPU, and on recent GPUs; else fp32")  # fmt: skip
     train.add_argument("--metrics-every", type=int, default=5, help="epochs between quality metrics (0: never)")
@@ -68,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="our train step vs the TF tutorial's, and vs the machine's limit")
     bench.add_argument("model", choices=list(MODEL_SPECS))
     bench.add_argument("--precision", choices=PRECISIONS, default="auto")
+    bench.add_argument("--nets", choices=NETS, default="default",
+                       help="the networks both steps train (default: the model's own; tutorial: the TF tutorial's)")  # fmt: skip
     bench.add_argument("--batch-size", type=_positive_int, default=None)
     bench.add_argument("--steps", type=_positive_int, default=10, help="steps per timed repeat")
     bench.add_argument("--repeats", type=_positive_int, default=3, help="interleaved repeats (at least 3)")
@@ -123,7 +127,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     if args.to_quality:
         return cmd_time_to_quality(args)
-    result = run_bench(args.model, args.precision, args.batch_size, args.steps, max(3, args.repeats), peer=args.peer)
+    result = run_bench(
+        args.model, args.precision, args.batch_size, args.steps, max(3, args.repeats), peer=args.peer, nets=args.nets
+    )
     print(format_report(result))
     return 0
 
@@ -172,6 +178,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         tensorboard=args.tensorboard,
         verbose=0 if args.quiet else 1,
         strategy=args.strategy,
+        nets=args.nets,
     )
     print(f"run folder: {run_dir} ({len(history)} epochs in history.json; GIF: {run_dir / 'progress.gif'})")
     return 0

@@ -196,7 +196,7 @@ def tutorial_step_seconds(spec, batch_size: int, steps: int, repeats: int) -> fl
     from gan_lib import bench
 
     keras.utils.set_random_seed(0)
-    tutorial = bench.TutorialStep(spec, batch_size)
+    tutorial = bench.TutorialStep(spec.with_nets("tutorial"), batch_size)  # the assignment's networks
     images = tf.constant(np.random.default_rng(0).uniform(-1, 1, (batch_size, *spec.image_shape)).astype(np.float32))
     bench.time_steps(tutorial, (images,), 3)  # compile and warm up
     return statistics.median(bench.time_steps(tutorial, (images,), steps) for _ in range(repeats))
@@ -209,10 +209,11 @@ def _recorded_run(run_dir: Path, spec, max_epochs: int) -> tuple[dict[str, Any],
 
     config, history = load_run_config(run_dir), load_history(run_dir)
     where = f"--from-run {run_dir}"
-    if config.get("model") != spec.name or config.get("recipe") != spec.recipe:
+    nets = config.get("nets", "default")
+    if config.get("model") != spec.name or config.get("recipe") != spec.recipe or nets != "default":
         raise InputError(
-            f"{where} is a run of {config.get('model')!r} with recipe {config.get('recipe')!r}; the race needs "
-            f"{spec.name!r} with the default recipe {spec.recipe!r}."
+            f"{where} is a run of {config.get('model')!r} with recipe {config.get('recipe')!r} and --nets {nets}; "
+            f"the race needs {spec.name!r} with the default recipe {spec.recipe!r} and the default networks."
         )
     if config.get("data_is_sample") or config.get("limit"):
         raise InputError(f"{where} trained on a subset of the data; the race needs the full training set.")

@@ -181,7 +181,7 @@ def compare_with_reference(history: Sequence[dict], model: str) -> plt.Figure | 
     """Show the kit's reference run of ``model`` beside a run's ``history``: its GIF, and both metric curves.
 
     The reference (:func:`gan_lib.runs.reference_run`) was trained with the
-    assignment's settings on the full data; its metrics (inference mode, N as
+    model's default networks and recipe on the full data; its metrics (inference mode, N as
     recorded in its history) are drawn dotted over the epochs ``history`` has reached, so a
     student compares at equal epochs. In a notebook the reference GIF is
     displayed; elsewhere its path is printed. Returns the figure, or None

@@ -73,13 +73,15 @@ VARIANTS = {
     "smooth": ({}, {}, {**DCGAN, "smoothing": 0.1}),
 }
 PAPER = (specs.paper_generator(256, (128, 64)), specs.paper_discriminator((64, 128, 256)))
-VARIANTS.update({
-    "paper-bs128": (*PAPER, {**DCGAN, "batch": 128}),
-    "paper-lr1e4": (*PAPER, {**DCGAN, "g_lr": 1e-4, "d_lr": 1e-4}),
-    "paper-dlr1e4": (*PAPER, {**DCGAN, "d_lr": 1e-4}),
-    "paper-smooth": (*PAPER, {**DCGAN, "smoothing": 0.1}),
-    "paper-ema9995": (*PAPER, {**DCGAN, "ema": 0.9995}),
-})
+VARIANTS.update(
+    {
+        "paper-bs128": (*PAPER, {**DCGAN, "batch": 128}),
+        "paper-lr1e4": (*PAPER, {**DCGAN, "g_lr": 1e-4, "d_lr": 1e-4}),
+        "paper-dlr1e4": (*PAPER, {**DCGAN, "d_lr": 1e-4}),
+        "paper-smooth": (*PAPER, {**DCGAN, "smoothing": 0.1}),
+        "paper-ema9995": (*PAPER, {**DCGAN, "ema": 0.9995}),
+    }
+)
 
 
 def bce(logits, target):
@@ -137,7 +139,10 @@ def sample(g, g_tv, g_ntv, noise, recalibrate: bool):
         _, g_ntv = g.stateless_call(g_tv, g_ntv, probe, training=True)
         for layer, m in zip(bns, old):
             layer.momentum = m
-    out = [np.asarray(g.stateless_call(g_tv, g_ntv, noise[i : i + 1000], training=False)[0]) for i in range(0, len(noise), 1000)]
+    out = [
+        np.asarray(g.stateless_call(g_tv, g_ntv, noise[i : i + 1000], training=False)[0])
+        for i in range(0, len(noise), 1000)
+    ]
     return np.concatenate(out)
 
 
@@ -184,7 +189,9 @@ def run(name, x_train, real_test, epochs, eval_every, seed, log):
         record["elapsed"] = round(time.time() - start, 1)
         history.append(record)
         print(tag, json.dumps(record), flush=True)
-        (log.parent / f"{tag}.json").write_text(json.dumps({"variant": name, "seed": seed, "history": history}, indent=1))
+        (log.parent / f"{tag}.json").write_text(
+            json.dumps({"variant": name, "seed": seed, "history": history}, indent=1)
+        )
     return history[-1]
 
 

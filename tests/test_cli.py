@@ -119,3 +119,37 @@ def test_published_reference_folder_is_a_lean_run_that_sample_and_evaluate_accep
     assert json.loads((ref / "metrics.json").read_text())["command"] == report["command"]  # kept
     result = gan_lib("evaluate", str(ref), "--raw")  # a published reference keeps no checkpoint to restore
     assert result.returncode == 2 and "no checkpoint" in result.stderr
+
+
+def test_tutorial_networks_train_resume_and_refuse_a_switch(tmp_path):
+    import json
+
+    import keras
+
+    out = tmp_path / "run"
+    args = [
+        "train",
+        "mnist",
+        "--limit",
+        "128",
+        "--batch-size",
+        "64",
+        "--out",
+        str(out),
+        "--quiet",
+        "--metrics-every",
+        "0",
+    ]
+    first = gan_lib(*args, "--epochs", "1", "--nets", "tutorial")
+    assert first.returncode == 0, first.stderr
+    assert json.loads((out / "config.json").read_text())["nets"] == "tutorial"
+    sampler = keras.saving.load_model(out / "generator.keras", compile=False)
+    kernels = {layer.kernel_size for layer in sampler.layers if isinstance(layer, keras.layers.Conv2DTranspose)}
+    assert kernels == {(5, 5)}  # the tutorial's generator, not the default's 4×4 kernels
+    before = sorted(p.name for p in (out / "checkpoints").iterdir())
+    switched = gan_lib(*args, "--epochs", "2")  # default networks into a folder of tutorial-network checkpoints
+    assert switched.returncode == 2 and "--nets tutorial" in switched.stderr
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == before
+    resumed = gan_lib(*args, "--epochs", "2", "--nets", "tutorial")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Resuming from" in resumed.stderr and json.loads((out / "config.json").read_text())["nets"] == "tutorial"

@@ -49,7 +49,7 @@ def test_fit_and_plain_loop_reach_the_same_weights(conditional, mnist_sample):
 
 def test_fit_trains_the_mnist_dcgan_with_standard_and_our_callbacks(tmp_path, mnist_sample):
     data = make_dataset(mnist_sample.x_train[:128], None, 64, seed=0, epoch=1)
-    spec = get_spec("mnist")  # the TF tutorial's networks
+    spec = get_spec("mnist").with_nets("tutorial")  # the TF tutorial's networks
     keras.utils.set_random_seed(0)
     gan = GAN(spec.build_generator(), spec.build_discriminator(), latent_dim=spec.latent_dim)
     g_optimizer, d_optimizer = get_recipe("dcgan").make_optimizers()

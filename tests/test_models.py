@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from gan_lib.models import _upsampling_plan, build_discriminator, build_generator
-from gan_lib.specs import MODEL_SPECS
+from gan_lib.specs import MODEL_SPECS, NETS, get_spec
 
 
 @pytest.mark.parametrize(
@@ -32,6 +32,38 @@ def test_mnist_discriminator_is_the_tutorials_and_returns_logits():
     assert sum(isinstance(layer, keras.layers.Dropout) for layer in d.layers) == 2
     assert d.layers[-1].activation.__name__ == "linear"
     assert d.output_shape == (None, 1)
+
+
+def _kinds(model):
+    return [type(layer).__name__ for layer in model.layers]
+
+
+def test_mnist_default_networks_follow_the_dcgan_paper():
+    spec = get_spec("mnist")
+    g, d = spec.build_generator(), spec.build_discriminator()
+    g_convs = [layer for layer in g.layers if isinstance(layer, keras.layers.Conv2DTranspose)]
+    assert [(c.filters, c.kernel_size, c.strides) for c in g_convs] == [
+        (128, (4, 4), (1, 1)), (64, (4, 4), (2, 2)), (1, (4, 4), (2, 2))
+    ]  # fmt: skip
+    assert "ReLU" in _kinds(g) and "LeakyReLU" not in _kinds(g)
+    d_convs = [layer for layer in d.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert [(c.filters, c.kernel_size) for c in d_convs] == [(64, (4, 4)), (128, (4, 4)), (256, (4, 4))]
+    assert _kinds(d).count("BatchNormalization") == 2 and "Dropout" not in _kinds(d)
+    assert d.output_shape == (None, 1) and g.output_shape == (None, 28, 28, 1)
+
+
+def test_tutorial_networks_stay_one_flag_away():
+    tutorial = get_spec("mnist").with_nets("tutorial")
+    d = tutorial.build_discriminator()
+    assert [(c.filters, c.kernel_size) for c in d.layers if isinstance(c, keras.layers.Conv2D)] == [
+        (64, (5, 5)), (128, (5, 5))
+    ]  # fmt: skip
+    assert _kinds(d).count("Dropout") == 2
+    assert "LeakyReLU" in _kinds(tutorial.build_generator())
+    assert get_spec("mnist").with_nets("default") is get_spec("mnist")
+    assert set(NETS) == {"default", "tutorial"}
+    with pytest.raises(ValueError, match="choose one of: default, tutorial"):
+        get_spec("mnist").with_nets("paper")
 
 
 @pytest.mark.parametrize("name", list(MODEL_SPECS))

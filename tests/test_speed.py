@@ -14,7 +14,7 @@ from gan_lib.training import GANTrainer
 
 
 def test_flop_count_of_the_tutorial_mnist_step():
-    spec = get_spec("mnist")
+    spec = get_spec("mnist").with_nets("tutorial")
     g, d = spec.build_generator(), spec.build_discriminator()
     g_macs = 100 * 7 * 7 * 256 + 7 * 7 * 25 * 256 * 128 + 7 * 7 * 25 * 128 * 64 + 14 * 14 * 25 * 64 * 1
     d_macs = 14 * 14 * 25 * 1 * 64 + 7 * 7 * 25 * 64 * 128 + 7 * 7 * 128

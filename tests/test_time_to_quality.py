@@ -79,9 +79,9 @@ def test_race_gives_up_after_max_epochs(tmp_path):
     assert (tmp_path / "plot.png").stat().st_size > 1000
 
 
-def write_run(run, fcds, scores, recipe="dcgan", first_epoch=1):
+def write_run(run, fcds, scores, recipe="dcgan", first_epoch=1, nets="default"):
     run.mkdir()
-    config = {"model": "mnist", "recipe": recipe, "precision": "fp32", "data_is_sample": False, "limit": None,
+    config = {"model": "mnist", "recipe": recipe, "nets": nets, "precision": "fp32", "data_is_sample": False, "limit": None,
               "num_train_images": 60000, "machine": "the recording machine"}  # fmt: skip
     history = [{"epoch": first_epoch + i, "d_loss": 1.0, "g_loss": 1.0, "seconds": 100.0, "fcd": f, "score": s,
                 "metrics_seconds": 3.0} for i, (f, s) in enumerate(zip(fcds, scores))]  # fmt: skip
@@ -109,6 +109,9 @@ def test_recorded_runs_that_cannot_stand_in_are_refused(tmp_path):
     tutorial = write_run(tmp_path / "tut", [40.0], [7.0], recipe="tutorial")
     with pytest.raises(InputError, match="default recipe 'dcgan'"):
         ttq.time_to_quality("mnist", baseline=baseline, from_run=tutorial)
+    tutorial_nets = write_run(tmp_path / "nets", [40.0], [7.0], nets="tutorial")
+    with pytest.raises(InputError, match="default networks"):
+        ttq.time_to_quality("mnist", baseline=baseline, from_run=tutorial_nets)
     resumed_only = write_run(tmp_path / "late", [40.0], [7.0], first_epoch=5)
     with pytest.raises(InputError, match="every epoch from 1"):
         ttq.time_to_quality("mnist", baseline=baseline, from_run=resumed_only)
