@@ -96,9 +96,10 @@ def write_config(run_dir: Path, config: dict[str, Any]) -> None:
                 f"{run_dir} holds a run of model {old.get('model')!r}, not {config.get('model')!r}. "
                 "Use another --out folder, or delete this one to start over."
             )
-        if old.get("nets", "default") != config.get("nets", "default"):
+        # A folder written before --nets existed does not say which networks it holds; its checkpoints decide.
+        if "nets" in old and old["nets"] != config.get("nets", "default"):
             raise InputError(
-                f"{run_dir} holds a run with --nets {old.get('nets', 'default')}, not {config.get('nets')}: "
+                f"{run_dir} holds a run with --nets {old['nets']}, not {config.get('nets')}: "
                 "its checkpoints would not fit the other networks. Use another --out folder, or the same --nets."
             )
     atomic_write_json(path, config)

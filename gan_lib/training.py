@@ -601,6 +601,7 @@ def restore_latest(trainer: GANTrainer, manager: tf.train.CheckpointManager, ver
     if manager.checkpoints:
         raise RuntimeError(
             f"none of the checkpoints in {manager.directory} can be read (last problem: {problem}). They may be "
-            "corrupt, or from another model or an older version of the kit. Move that folder away to start over."
+            "corrupt, or from other networks (an MNIST run from before its default networks changed needs "
+            "--nets tutorial), another model or an older version of the kit. Move that folder away to start over."
         )
     return 0

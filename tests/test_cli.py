@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
@@ -166,3 +167,16 @@ def test_reference_command_names_non_default_networks():
     assert "--nets" not in publish.reproduce_command(config)  # runs from before the option: the default networks
     assert "--nets" not in publish.reproduce_command({**config, "nets": "default"})
     assert publish.reproduce_command({**config, "nets": "tutorial"}).endswith(" --nets tutorial")
+
+
+def test_a_folder_from_before_nets_existed_may_resume_with_either(tmp_path):
+    import json
+
+    from gan_lib.checks import InputError
+    from gan_lib.runs import write_config
+
+    (tmp_path / "config.json").write_text(json.dumps({"model": "mnist", "recipe": "dcgan"}))  # no "nets" key
+    write_config(tmp_path, {"model": "mnist", "recipe": "dcgan", "nets": "tutorial"})  # its checkpoints decide
+    assert json.loads((tmp_path / "config.json").read_text())["nets"] == "tutorial"
+    with pytest.raises(InputError, match="--nets tutorial, not default"):
+        write_config(tmp_path, {"model": "mnist", "recipe": "dcgan", "nets": "default"})
