@@ -105,8 +105,16 @@ def write_config(run_dir: Path, config: dict[str, Any]) -> None:
     atomic_write_json(path, config)
 
 
-def build_trainer(spec: ModelSpec, *, recipe: str, precision: str, seed: int, strategy=None, nets: str = "default"):
-    """A fresh :class:`~gan_lib.training.GANTrainer` for ``spec``'s networks (``nets``: see :data:`gan_lib.specs.NETS`).
+def run_nets(config: dict[str, Any]) -> str:
+    """The networks a run's ``config.json`` names (:data:`gan_lib.specs.NETS`).
+
+    A folder written before ``--nets`` existed names none and is read as "default".
+    """
+    return config.get("nets", "default")
+
+
+def build_trainer(spec: ModelSpec, *, recipe: str, precision: str, seed: int, strategy=None):
+    """A fresh :class:`~gan_lib.training.GANTrainer` for ``spec``'s networks (``spec.with_nets`` picks them).
 
     Under a ``tf.distribute`` strategy the networks are built in its scope,
     with synchronised BatchNorm (see :mod:`gan_lib.distribute`).
@@ -114,7 +122,6 @@ def build_trainer(spec: ModelSpec, *, recipe: str, precision: str, seed: int, st
     from gan_lib import distribute
     from gan_lib.training import GANTrainer
 
-    spec = spec.with_nets(nets)
     with distribute.strategy_scope(strategy):
         sync = strategy is not None
         generator = spec.build_generator(precision=precision, synchronized_batchnorm=sync)
@@ -160,10 +167,9 @@ def train_model(
     from gan_lib.training import train
 
     dist = distribute.make_strategy(strategy)  # first: a multi-worker strategy must exist before other TF work
-    spec = get_spec(name)
+    spec = get_spec(name).with_nets(nets)  # an unknown name fails before any work
     recipe = recipe or spec.recipe
     get_recipe(recipe)
-    spec.with_nets(nets)  # an unknown name fails before any work
     precision = hardware.resolve_precision(precision)
     keras.utils.set_random_seed(seed)
     if smoke_mode():
@@ -196,7 +202,7 @@ def train_model(
             "replicas": distribute.num_replicas(dist),
         },
     )
-    trainer = build_trainer(spec, recipe=recipe, precision=precision, seed=seed, strategy=dist, nets=nets)
+    trainer = build_trainer(spec, recipe=recipe, precision=precision, seed=seed, strategy=dist)
     callbacks = []  # the metrics first, so the caller's callbacks see them in the record
     if metrics_every and metrics.classifier_path(spec.dataset).exists() and not smoke_mode():
         callbacks.append(metrics.epoch_metrics_callback(trainer, spec.dataset, dataset.x_test, every=metrics_every))
@@ -263,8 +269,8 @@ def restore_trainer(run_dir: str | os.PathLike):
 
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
-    spec = get_spec(config["model"])
-    trainer = build_trainer(spec, recipe=config.get("recipe") or spec.recipe, nets=config.get("nets", "default"),
+    spec = get_spec(config["model"]).with_nets(run_nets(config))
+    trainer = build_trainer(spec, recipe=config.get("recipe") or spec.recipe,
                             precision=config.get("precision", "fp32"), seed=config.get("seed", 0))  # fmt: skip
     manager = tf.train.CheckpointManager(trainer.checkpoint, run_dir / "checkpoints", max_to_keep=3)
     if not manager.checkpoints:

@@ -204,12 +204,12 @@ def tutorial_step_seconds(spec, batch_size: int, steps: int, repeats: int) -> fl
 
 def _recorded_run(run_dir: Path, spec, max_epochs: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """A finished run of our default recipe, checked to be a fair stand-in for a cold-start race."""
-    from gan_lib.runs import load_run_config
+    from gan_lib.runs import load_run_config, run_nets
     from gan_lib.training import load_history
 
     config, history = load_run_config(run_dir), load_history(run_dir)
     where = f"--from-run {run_dir}"
-    nets = config.get("nets", "default")
+    nets = run_nets(config)
     if config.get("model") != spec.name or config.get("recipe") != spec.recipe or nets != "default":
         raise InputError(
             f"{where} is a run of {config.get('model')!r} with recipe {config.get('recipe')!r} and --nets {nets}; "

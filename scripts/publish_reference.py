@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from gan_lib.io import atomic_write_json
-from gan_lib.runs import REFERENCE_DIR
+from gan_lib.runs import REFERENCE_DIR, run_nets
 
 KEEP = ("config.json", "history.json", "losses.png", "progress.gif", "generator.keras", "generator.json")
 
@@ -32,8 +32,8 @@ def reproduce_command(config: dict, history: list[dict] | None = None) -> str:
         f"gan-lib train {config['model']} --epochs {config['epochs']} --recipe {config['recipe']} "
         f"--seed {config['seed']} --batch-size {config['batch_size']} --precision {config['precision']}"
     )
-    if config.get("nets", "default") != "default":
-        command += f" --nets {config['nets']}"
+    if run_nets(config) != "default":
+        command += f" --nets {run_nets(config)}"
     measured = [h["epoch"] for h in history or [] if "fcd" in h and h["epoch"] != 1]
     if len(measured) >= 2:
         command += f" --metrics-every {min(b - a for a, b in zip(measured, measured[1:]))}"

@@ -128,19 +128,8 @@ def test_tutorial_networks_train_resume_and_refuse_a_switch(tmp_path):
     import keras
 
     out = tmp_path / "run"
-    args = [
-        "train",
-        "mnist",
-        "--limit",
-        "128",
-        "--batch-size",
-        "64",
-        "--out",
-        str(out),
-        "--quiet",
-        "--metrics-every",
-        "0",
-    ]
+    args = ["train", "mnist", "--limit", "128", "--batch-size", "64", "--out", str(out), "--quiet",
+            "--metrics-every", "0"]  # fmt: skip
     first = gan_lib(*args, "--epochs", "1", "--nets", "tutorial")
     assert first.returncode == 0, first.stderr
     assert json.loads((out / "config.json").read_text())["nets"] == "tutorial"
