@@ -62,7 +62,7 @@ SHAPE = (28, 28, 1)
 # name -> (generator kwargs, discriminator kwargs, recipe fields). Empty kwargs: the builders' defaults, the TF
 # tutorial's networks. "default" is the kit's MNIST default before this screen (the anchor); "paper" became it.
 DCGAN = {"g_lr": 2e-4, "d_lr": 2e-4, "beta_1": 0.5, "ema": 0.999, "smoothing": 0.0}
-PAPER = (specs.paper_generator(256, (128, 64)), specs.paper_discriminator((64, 128, 256)))
+PAPER = (specs.PAPER_NETS["generator_kwargs"], specs.PAPER_NETS["discriminator_kwargs"])
 VARIANTS = {
     "default": ({}, {}, DCGAN),
     "tutorial": ({}, {}, {"g_lr": 1e-4, "d_lr": 1e-4, "beta_1": 0.9, "ema": None, "smoothing": 0.0}),
