@@ -84,7 +84,7 @@ VARIANTS.update(
         "paper-ema9995": (*PAPER, {**DCGAN, "ema": 0.9995}),
     }
 )
-# Session 7: what might lift the score past 9.0 at 50 epochs and batch 256. "decay": both learning rates fall
+# The second round (README, "MNIST networks"): what might lift the score past 9.0 at 50 epochs and batch 256. "decay": both learning rates fall
 # linearly to zero over the last half of the run ("decay-all": over all of it); "k5": 5×5 kernels; "wide": twice
 # the maps in G and D ("gwide": in G only); "beta2": Adam's beta_2 0.99.
 _WIDE_G = specs.paper_generator(512, (256, 128))
