@@ -32,8 +32,9 @@ def reproduce_command(config: dict, history: list[dict] | None = None) -> str:
         f"gan-lib train {config['model']} --epochs {config['epochs']} --recipe {config['recipe']} "
         f"--seed {config['seed']} --batch-size {config['batch_size']} --precision {config['precision']}"
     )
-    if run_nets(config) != "default":
-        command += f" --nets {run_nets(config)}"
+    nets = run_nets(config)
+    if nets != "default":
+        command += f" --nets {nets}"
     measured = [h["epoch"] for h in history or [] if "fcd" in h and h["epoch"] != 1]
     if len(measured) >= 2:
         command += f" --metrics-every {min(b - a for a, b in zip(measured, measured[1:]))}"

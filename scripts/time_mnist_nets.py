@@ -5,7 +5,7 @@
 The GPU screen (``scripts/screen_mnist_gpu.py``) says which networks sample
 better; this says what each costs on the machine at hand, which decides whether
 its 50-epoch reference run fits a session. Each candidate is the kit's default
-MNIST trainer (``dcgan`` recipe, fp32, batch 256) with other network settings;
+MNIST trainer (its default recipe, fp32, batch 256) with other network settings;
 all are built first, then timed in turns, ``--repeats`` times, so that a busy
 moment hits them all alike. It prints each one's parameter counts, its seconds
 per step, and the epoch that implies (234 steps).
@@ -42,7 +42,7 @@ def main() -> None:
     trainers = {}
     for name, (g, d) in CANDIDATES.items():
         spec = dataclasses.replace(base, generator_kwargs=g, discriminator_kwargs=d)
-        trainer = runs.build_trainer(spec, recipe="dcgan", precision="fp32", seed=0)
+        trainer = runs.build_trainer(spec, recipe=base.recipe, precision="fp32", seed=0)
         bench.time_steps(trainer.train_step, batch, 2)  # trace and warm up
         trainers[name] = trainer
         print(f"{name}: G {trainer.generator.count_params():,} parameters, D {trainer.discriminator.count_params():,}")
