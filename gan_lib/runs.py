@@ -158,7 +158,8 @@ def train_model(
     ``metrics_every``: compute the quality metrics (:mod:`gan_lib.metrics`) every
     K epochs when the dataset's classifier is available; 0 turns them off.
     ``recipe``: a name from :data:`gan_lib.specs.RECIPES`; None: the model's own (``spec.recipe``).
-    ``nets``: "default" (the model's own networks) or "tutorial" (the TF tutorial's; :data:`gan_lib.specs.NETS`).
+    ``nets``: "default" (the model's own networks), "tutorial" (the TF tutorial's) or "large" (a bigger pair,
+    MNIST only); see :data:`gan_lib.specs.NETS`.
     ``strategy``: "default" (one device), "mirrored" (all local GPUs) or
     "multiworker" (every machine runs the same command with its own
     ``TF_CONFIG``); ``batch_size`` is then the global batch. See :mod:`gan_lib.distribute`.

@@ -100,7 +100,7 @@ VARIANTS.update(
         "paper-wide": (_WIDE_G, _WIDE_D, DCGAN),
         "paper-gwide": (_WIDE_G, PAPER[1], DCGAN),
         "paper-beta2": (*PAPER, {**DCGAN, "beta_2": 0.99}),
-        "paper-k5-gwide": ({**_WIDE_G, "kernel_size": 5}, _K5_D, DCGAN),
+        "paper-k5-gwide": (*specs.LARGE_NETS["mnist"].values(), DCGAN),  # became `--nets large`
         "paper-k5-beta2": (*_K5, {**DCGAN, "beta_2": 0.99}),
     }
 )

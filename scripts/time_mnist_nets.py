@@ -22,11 +22,10 @@ import tensorflow as tf
 from gan_lib import bench, hardware, runs, specs
 
 G, D = specs.PAPER_NETS["generator_kwargs"], specs.PAPER_NETS["discriminator_kwargs"]
-WIDE_G = specs.paper_generator(512, (256, 128))
 CANDIDATES = {
     "default (paper)": (G, D),
     "paper-k5": ({**G, "kernel_size": 5}, {**D, "kernel_size": 5}),
-    "paper-k5-gwide": ({**WIDE_G, "kernel_size": 5}, {**D, "kernel_size": 5}),
+    "paper-k5-gwide (--nets large)": tuple(specs.LARGE_NETS["mnist"].values()),
 }
 
 

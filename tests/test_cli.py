@@ -169,3 +169,21 @@ def test_a_folder_from_before_nets_existed_may_resume_with_either(tmp_path):
     assert json.loads((tmp_path / "config.json").read_text())["nets"] == "tutorial"
     with pytest.raises(InputError, match="--nets tutorial, not default"):
         write_config(tmp_path, {"model": "mnist", "recipe": "dcgan", "nets": "default"})
+
+
+def test_large_networks_train_mnist_and_refuse_other_models(tmp_path):
+    import json
+
+    import keras
+
+    out = tmp_path / "run"
+    args = ["--limit", "128", "--batch-size", "64", "--quiet", "--metrics-every", "0", "--epochs", "1"]
+    result = gan_lib("train", "mnist", "--nets", "large", "--out", str(out), *args)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((out / "config.json").read_text())["nets"] == "large"
+    sampler = keras.saving.load_model(out / "generator.keras", compile=False)
+    assert sampler.get_layer("project").units == 7 * 7 * 512
+
+    refused = gan_lib("train", "cifar10", "--nets", "large", "--out", str(tmp_path / "cifar"), *args)
+    assert refused.returncode == 2 and "has no large networks" in refused.stderr
+    assert "Traceback" not in refused.stderr and not (tmp_path / "cifar").exists()

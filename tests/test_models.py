@@ -61,8 +61,8 @@ def test_tutorial_networks_stay_one_flag_away():
     assert _kinds(d).count("Dropout") == 2
     assert "LeakyReLU" in _kinds(tutorial.build_generator())
     assert get_spec("mnist").with_nets("default") is get_spec("mnist")
-    assert set(NETS) == {"default", "tutorial"}
-    with pytest.raises(ValueError, match="choose one of: default, tutorial"):
+    assert set(NETS) == {"default", "tutorial", "large"}
+    with pytest.raises(ValueError, match="choose one of: default, tutorial, large"):
         get_spec("mnist").with_nets("paper")
 
 
@@ -97,3 +97,21 @@ def test_conditional_networks_use_the_label():
 def test_cifar_generator_outputs_rgb_32():
     g = build_generator(100, (32, 32, 3), hidden_filters=(128, 64))
     assert g.output_shape == (None, 32, 32, 3)
+
+
+def test_large_networks_are_mnist_only_and_bigger():
+    large = get_spec("mnist").with_nets("large")
+    g, d = large.build_generator(), large.build_discriminator()
+    g_convs = [layer for layer in g.layers if isinstance(layer, keras.layers.Conv2DTranspose)]
+    assert [(c.filters, c.kernel_size, c.strides) for c in g_convs] == [
+        (256, (5, 5), (1, 1)), (128, (5, 5), (2, 2)), (1, (5, 5), (2, 2))
+    ]  # fmt: skip
+    assert g.get_layer("project").units == 7 * 7 * 512
+    assert [(c.filters, c.kernel_size) for c in d.layers if isinstance(c, keras.layers.Conv2D)] == [
+        (64, (5, 5)), (128, (5, 5)), (256, (5, 5))
+    ]  # fmt: skip
+    assert g.output_shape == (None, 28, 28, 1) and d.output_shape == (None, 1)
+    assert g.count_params() > 3 * get_spec("mnist").build_generator().count_params()
+    for name in set(MODEL_SPECS) - {"mnist"}:
+        with pytest.raises(ValueError, match="has no large networks.*--nets default or --nets tutorial"):
+            get_spec(name).with_nets("large")
