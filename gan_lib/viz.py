@@ -140,10 +140,13 @@ def plot_history(
     ``history``: the records of ``history.json``. Saves a PNG atomically if ``path`` is given.
     ``reference``: another run's records (the kit's reference run, see
     :func:`gan_lib.runs.reference_run`), whose metric curves are drawn dotted,
-    over the epochs this run has reached, for comparison at equal epochs.
+    over the epochs this run has reached, for comparison at equal epochs. Where
+    this run has no value of a metric yet (metrics off, or not due yet), the
+    reference's whole curve is drawn instead, so the panel still shows what good looks like.
     """
     epochs = [h["epoch"] for h in history]
-    metric_keys = [k for k in ("fcd", "score", "cond_acc") if any(k in h for h in history)]
+    records = [*history, *(reference or ())]
+    metric_keys = [k for k in ("fcd", "score", "cond_acc") if any(k in h for h in records)]
     ncols = 2 + len(metric_keys)
     fig, axes = plt.subplots(1, ncols, figsize=(4 * ncols, 3.2))
     axes[0].plot(epochs, [h["d_loss"] for h in history], "o-", ms=3, label="discriminator")
@@ -160,13 +163,16 @@ def plot_history(
     last = max(epochs[-1] if epochs else 0, 1)  # the reference is drawn up to this run's epoch
     for ax, key in zip(axes[2:], metric_keys):
         pts = [(h["epoch"], h[key]) for h in history if key in h]
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", ms=3, color="C2", label=label)
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", ms=3, color="C2", label=label)
         raw = [(h["epoch"], h[f"{key}_raw"]) for h in history if f"{key}_raw" in h]
         if raw:  # an EMA recipe: the training generator too, for comparison
             ax.plot([p[0] for p in raw], [p[1] for p in raw], "s--", ms=2, color="C7", label="G itself (no EMA)")
-        ref = [(h["epoch"], h[key]) for h in reference or () if key in h and h["epoch"] <= last]
+        upto = last if pts else float("inf")  # nothing of this run to compare with: the reference's whole run
+        ref = [(h["epoch"], h[key]) for h in reference or () if key in h and h["epoch"] <= upto]
         if ref:
-            ax.plot([p[0] for p in ref], [p[1] for p in ref], "x:", ms=3, color="C3", label="kit's reference run")
+            ref_label = "kit's reference run" + ("" if pts else " (this run: not measured yet)")
+            ax.plot([p[0] for p in ref], [p[1] for p in ref], "x:", ms=3, color="C3", label=ref_label)
         if raw or ref:
             ax.legend(fontsize=7)
         ax.set(xlabel="epoch", title=titles[key])

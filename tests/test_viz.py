@@ -87,3 +87,14 @@ def test_compare_with_reference_says_when_none_is_shipped(tmp_path, monkeypatch,
     assert "ships no reference run for 'mnist'" in capsys.readouterr().out
     with pytest.raises(ValueError, match="unknown model .mnistt."):
         runs.reference_run("mnistt")
+
+
+def test_a_run_without_metrics_still_sees_the_references_curves():
+    no_metrics = [{k: v for k, v in h.items() if k not in ("fcd", "score")} for h in _history([1])]  # smoke mode
+    fig = viz.plot_history(no_metrics, reference=_history(range(1, 31), fcd0=50.0))
+    assert len(fig.axes) == 4  # losses, accuracies, then FCD and score from the reference alone
+    for axis in fig.axes[2:]:
+        (line,) = axis.get_lines()
+        assert line.get_label() == "kit's reference run (this run: not measured yet)"
+        assert list(line.get_xdata()) == list(range(1, 31))  # its whole run: nothing of this run to match
+    assert len(viz.plot_history(no_metrics).axes) == 2  # and without a reference, no empty panels
