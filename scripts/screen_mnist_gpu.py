@@ -91,6 +91,7 @@ _WIDE_G = specs.paper_generator(512, (256, 128))
 _WIDE_D = specs.paper_discriminator((128, 256, 512))
 _K5_D = {**PAPER[1], "kernel_size": 5}
 _K5 = ({**PAPER[0], "kernel_size": 5}, _K5_D)
+_LARGE = specs.LARGE_NETS["mnist"]
 VARIANTS.update(
     {
         "paper-decay": (*PAPER, {**DCGAN, "decay_start": 0.5}),
@@ -100,7 +101,7 @@ VARIANTS.update(
         "paper-wide": (_WIDE_G, _WIDE_D, DCGAN),
         "paper-gwide": (_WIDE_G, PAPER[1], DCGAN),
         "paper-beta2": (*PAPER, {**DCGAN, "beta_2": 0.99}),
-        "paper-k5-gwide": (*specs.LARGE_NETS["mnist"].values(), DCGAN),  # became `--nets large`
+        "paper-k5-gwide": (_LARGE["generator_kwargs"], _LARGE["discriminator_kwargs"], DCGAN),  # `--nets large`
         "paper-k5-beta2": (*_K5, {**DCGAN, "beta_2": 0.99}),
     }
 )

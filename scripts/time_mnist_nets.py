@@ -22,10 +22,11 @@ import tensorflow as tf
 from gan_lib import bench, hardware, runs, specs
 
 G, D = specs.PAPER_NETS["generator_kwargs"], specs.PAPER_NETS["discriminator_kwargs"]
+LARGE = specs.LARGE_NETS["mnist"]
 CANDIDATES = {
     "default (paper)": (G, D),
     "paper-k5": ({**G, "kernel_size": 5}, {**D, "kernel_size": 5}),
-    "paper-k5-gwide (--nets large)": tuple(specs.LARGE_NETS["mnist"].values()),
+    "paper-k5-gwide (--nets large)": (LARGE["generator_kwargs"], LARGE["discriminator_kwargs"]),
 }
 
 
