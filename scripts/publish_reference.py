@@ -10,6 +10,15 @@ sampling generator only: no discriminator, no optimiser state) with
 ``gan-lib evaluate`` (run it first); this script adds the command that
 reproduces the run, its training time (the sum of the epochs' seconds) and
 the machine it ran on. Checkpoints and per-epoch grids stay behind.
+
+``--compact`` halves a generator too big for the 30 MB budget of all three
+references: its weights are rounded to bfloat16 precision (kept as float32,
+so the model and its code are unchanged) and the ``.keras`` zip is deflated;
+the rounded low halves then compress away. Rounding moves the metrics a
+little, so the shipped generator is measured again: ``metrics`` becomes its
+own figures at the same N (the run's full-precision ones move to
+``metrics_full_precision``), and ``shipped_check`` holds its figures at the
+N of the run's last epoch, which ``tests/test_reference.py`` reproduces.
 """
 
 from __future__ import annotations
@@ -18,9 +27,11 @@ import argparse
 import json
 import shutil
 import sys
+import tempfile
+import zipfile
 from pathlib import Path
 
-from gan_lib.io import atomic_write_json
+from gan_lib.io import atomic_path, atomic_write_json
 from gan_lib.runs import REFERENCE_DIR, run_nets
 
 KEEP = ("config.json", "history.json", "losses.png", "progress.gif", "generator.keras", "generator.json")
@@ -41,7 +52,53 @@ def reproduce_command(config: dict, history: list[dict] | None = None) -> str:
     return command
 
 
-def publish(run_dir: Path, name: str, dest: Path = REFERENCE_DIR) -> Path:
+def compact_generator(path: Path) -> None:
+    """Round ``path``'s weights to bfloat16 precision and store the ``.keras`` zip deflated, in place.
+
+    The variables stay float32 (the low 16 bits of each become zero, by
+    round-to-nearest-even), so loading and sampling work as before. The file
+    is replaced atomically: a failure leaves the original.
+    """
+    import keras
+    import tensorflow as tf
+
+    model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    for variable in model.variables:
+        if variable.dtype == "float32":
+            variable.assign(tf.cast(tf.cast(variable.value, tf.bfloat16), tf.float32))
+    with tempfile.TemporaryDirectory() as tmp:
+        stored = Path(tmp) / "generator.keras"
+        keras.saving.save_model(model, stored)
+        with atomic_path(path) as out, zipfile.ZipFile(stored) as src:
+            with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as dst:
+                for info in src.infolist():
+                    dst.writestr(info.filename, src.read(info.filename))
+
+
+def measure_shipped(target: Path, report: dict, history: list[dict]) -> dict:
+    """Measure the compacted generator in ``target`` at the report's N and at the last epoch's N."""
+    from gan_lib import data, metrics
+    from gan_lib.runs import load_generator
+    from gan_lib.specs import get_spec
+
+    spec = get_spec(json.loads((target / "config.json").read_text())["model"])
+    x_test = data.load_dataset(spec.dataset, allow_sample=True).x_test
+    generator = load_generator(target)
+
+    def measure(n: int) -> dict:
+        return metrics.evaluate_generator(generator, spec.dataset, x_test, n=n, num_classes=spec.num_classes)
+
+    report["metrics_full_precision"] = report["metrics"]
+    report["metrics"] = measure(report["metrics"]["n"])
+    last = history[-1]
+    if "fcd" in last:
+        check = measure(last["metrics_n"])
+        report["shipped_check"] = {k: check[k] for k in ("fcd", "score", "cond_acc", "n") if k in check}
+    report["weights"] = "rounded to bfloat16 precision, stored as float32 (scripts/publish_reference.py --compact)"
+    return report
+
+
+def publish(run_dir: Path, name: str, dest: Path = REFERENCE_DIR, compact: bool = False) -> Path:
     metrics_path = run_dir / "metrics.json"
     if not metrics_path.exists():
         raise SystemExit(f"{run_dir} has no metrics.json: run `gan-lib evaluate {run_dir}` first.")
@@ -56,6 +113,11 @@ def publish(run_dir: Path, name: str, dest: Path = REFERENCE_DIR) -> Path:
         shutil.copy2(run_dir / file, target / file)
     last = history[-1]["epoch"]
     shutil.copy2(run_dir / "grids" / f"epoch_{last:04d}.png", target / "final_grid.png")
+    for stale in ("metrics_full_precision", "shipped_check", "weights"):
+        report.pop(stale, None)
+    if compact:
+        compact_generator(target / "generator.keras")
+        report = measure_shipped(target, report, history)
     seconds = sum(h["seconds"] for h in history)
     report.update(
         {
@@ -77,8 +139,11 @@ def main() -> None:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("name", choices=["mnist", "cifar10", "fashion-cgan"])
     parser.add_argument("--dest", type=Path, default=REFERENCE_DIR, help="default: assets/reference/")
+    parser.add_argument(
+        "--compact", action="store_true", help="round the generator's weights to bfloat16 precision and deflate it"
+    )
     args = parser.parse_args()
-    target = publish(args.run_dir, args.name, args.dest)
+    target = publish(args.run_dir, args.name, args.dest, compact=args.compact)
     size = sum(p.stat().st_size for p in target.iterdir()) / 1e6
     print(f"published {args.run_dir} -> {target} ({size:.1f} MB)", file=sys.stderr)
 

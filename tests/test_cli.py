@@ -122,6 +122,39 @@ def test_published_reference_folder_is_a_lean_run_that_sample_and_evaluate_accep
     assert result.returncode == 2 and "no checkpoint" in result.stderr
 
 
+def test_compact_publish_rounds_the_weights_shrinks_the_file_and_measures_the_shipped_generator(tmp_path):
+    import json
+    import zipfile
+
+    import keras
+
+    run = tmp_path / "run"
+    result = gan_lib("train", "mnist", "--limit", "256", "--batch-size", "64", "--epochs", "1", "--out", str(run),
+                     "--quiet", "--metrics-every", "1")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert gan_lib("evaluate", str(run), "--n", "300").returncode == 0
+    script = os.path.join(os.path.dirname(__file__), "..", "scripts", "publish_reference.py")
+    published = subprocess.run([sys.executable, script, str(run), "mnist", "--dest", str(tmp_path / "ref"),
+                                "--compact"], capture_output=True, text=True, env=ENV)  # fmt: skip
+    assert published.returncode == 0, published.stderr
+    shipped = tmp_path / "ref" / "mnist" / "generator.keras"
+    assert shipped.stat().st_size < 0.7 * (run / "generator.keras").stat().st_size
+    with zipfile.ZipFile(shipped) as archive:
+        assert {info.compress_type for info in archive.infolist()} == {zipfile.ZIP_DEFLATED}
+    original = keras.saving.load_model(run / "generator.keras", compile=False)
+    compacted = keras.saving.load_model(shipped, compile=False)
+    for before, after in zip(original.weights, compacted.weights, strict=True):
+        after = np.asarray(after)
+        assert after.dtype == np.float32 and not (after.view(np.uint32) & 0xFFFF).any()  # bfloat16 precision
+        np.testing.assert_allclose(after, np.asarray(before), rtol=2**-8, atol=1e-30)
+    report = json.loads((tmp_path / "ref" / "mnist" / "metrics.json").read_text())
+    run_report = json.loads((run / "metrics.json").read_text())
+    assert report["metrics_full_precision"] == run_report["metrics"] and report["metrics"]["n"] == 300
+    last = json.loads((run / "history.json").read_text())[-1]
+    assert report["shipped_check"]["n"] == last["metrics_n"] and "bfloat16" in report["weights"]
+    assert np.isfinite(report["metrics"]["fcd"]) and np.isfinite(report["shipped_check"]["score"])
+
+
 def test_tutorial_networks_train_resume_and_refuse_a_switch(tmp_path):
     import json
 
