@@ -75,14 +75,27 @@ def compact_generator(path: Path) -> None:
                     dst.writestr(info.filename, src.read(info.filename))
 
 
-def measure_shipped(target: Path, report: dict, history: list[dict]) -> dict:
-    """Measure the compacted generator in ``target`` at the report's N and at the last epoch's N."""
-    from gan_lib import data, metrics
-    from gan_lib.runs import load_generator
+def load_test_split(config: dict, report: dict):
+    """The model's spec and the real test split here; refuses one other than the run was measured on."""
+    from gan_lib import data
     from gan_lib.specs import get_spec
 
-    spec = get_spec(json.loads((target / "config.json").read_text())["model"])
+    spec = get_spec(config["model"])
     x_test = data.load_dataset(spec.dataset, allow_sample=True).x_test
+    split = f"{spec.dataset} test split ({len(x_test)} images)"
+    if split != report["metrics"]["reference"]:
+        raise SystemExit(
+            f"the run was measured against the {report['metrics']['reference']}, but the {split} is what is here: "
+            "point GAN_LIB_DATA_DIR at the data the run was evaluated on, and publish again."
+        )
+    return spec, x_test
+
+
+def measure_shipped(target: Path, report: dict, history: list[dict], spec, x_test) -> dict:
+    """Measure the compacted generator in ``target`` at the report's N and at the last epoch's N."""
+    from gan_lib import metrics
+    from gan_lib.runs import load_generator
+
     generator = load_generator(target)
 
     def measure(n: int) -> dict:
@@ -107,17 +120,18 @@ def publish(run_dir: Path, name: str, dest: Path = REFERENCE_DIR, compact: bool 
     report = json.loads(metrics_path.read_text())
     if report.get("epoch") != history[-1]["epoch"]:
         raise SystemExit(f"metrics.json is of epoch {report.get('epoch')}, the run is at {history[-1]['epoch']}.")
+    for stale in ("metrics_full_precision", "shipped_check", "weights"):
+        report.pop(stale, None)
+    spec, x_test = load_test_split(config, report) if compact else (None, None)  # refuse before writing anything
     target = dest / name
     target.mkdir(parents=True, exist_ok=True)
     for file in KEEP:
         shutil.copy2(run_dir / file, target / file)
     last = history[-1]["epoch"]
     shutil.copy2(run_dir / "grids" / f"epoch_{last:04d}.png", target / "final_grid.png")
-    for stale in ("metrics_full_precision", "shipped_check", "weights"):
-        report.pop(stale, None)
     if compact:
         compact_generator(target / "generator.keras")
-        report = measure_shipped(target, report, history)
+        report = measure_shipped(target, report, history, spec, x_test)
     seconds = sum(h["seconds"] for h in history)
     report.update(
         {

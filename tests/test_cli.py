@@ -134,8 +134,16 @@ def test_compact_publish_rounds_the_weights_shrinks_the_file_and_measures_the_sh
     assert result.returncode == 0, result.stderr
     assert gan_lib("evaluate", str(run), "--n", "300").returncode == 0
     script = os.path.join(os.path.dirname(__file__), "..", "scripts", "publish_reference.py")
-    published = subprocess.run([sys.executable, script, str(run), "mnist", "--dest", str(tmp_path / "ref"),
-                                "--compact"], capture_output=True, text=True, env=ENV)  # fmt: skip
+    publish = [sys.executable, script, str(run), "mnist", "--dest", str(tmp_path / "ref"), "--compact"]
+    run_report = json.loads((run / "metrics.json").read_text())
+    measured_on = run_report["metrics"]["reference"]
+    run_report["metrics"]["reference"] = "mnist test split (123 images)"  # measured on other data than is here
+    (run / "metrics.json").write_text(json.dumps(run_report))
+    refused = subprocess.run(publish, capture_output=True, text=True, env=ENV)
+    assert refused.returncode != 0 and "GAN_LIB_DATA_DIR" in refused.stderr and not (tmp_path / "ref").exists()
+    run_report["metrics"]["reference"] = measured_on
+    (run / "metrics.json").write_text(json.dumps(run_report))
+    published = subprocess.run(publish, capture_output=True, text=True, env=ENV)
     assert published.returncode == 0, published.stderr
     shipped = tmp_path / "ref" / "mnist" / "generator.keras"
     assert shipped.stat().st_size < 0.7 * (run / "generator.keras").stat().st_size
@@ -148,7 +156,6 @@ def test_compact_publish_rounds_the_weights_shrinks_the_file_and_measures_the_sh
         assert after.dtype == np.float32 and not (after.view(np.uint32) & 0xFFFF).any()  # bfloat16 precision
         np.testing.assert_allclose(after, np.asarray(before), rtol=2**-8, atol=1e-30)
     report = json.loads((tmp_path / "ref" / "mnist" / "metrics.json").read_text())
-    run_report = json.loads((run / "metrics.json").read_text())
     assert report["metrics_full_precision"] == run_report["metrics"] and report["metrics"]["n"] == 300
     last = json.loads((run / "history.json").read_text())[-1]
     assert report["shipped_check"]["n"] == last["metrics_n"] and "bfloat16" in report["weights"]
