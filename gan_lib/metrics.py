@@ -188,6 +188,11 @@ def reference_statistics(dataset: str, real_test: np.ndarray) -> tuple[np.ndarra
     return _REFERENCE_CACHE[key]
 
 
+def reference_name(dataset: str, real_test: np.ndarray) -> str:
+    """How a result names the real images it was measured against, e.g. ``mnist test split (10000 images)``."""
+    return f"{dataset} test split ({len(real_test)} images)"
+
+
 def evaluate_images(
     dataset: str, images: np.ndarray, real_test: np.ndarray, labels: np.ndarray | None = None
 ) -> dict[str, Any]:
@@ -202,7 +207,7 @@ def evaluate_images(
         "fcd": round(frechet_distance(got.features.mean(0), np.cov(got.features, rowvar=False), mu, sigma), 4),
         "score": round(classifier_score_from_probs(got.probs), 4),
         "n": int(len(images)),
-        "reference": f"{dataset} test split ({len(real_test)} images)",
+        "reference": reference_name(dataset, real_test),
     }
     if labels is not None:
         acc = conditional_accuracy_from_probs(got.probs, labels)

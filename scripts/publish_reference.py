@@ -77,12 +77,12 @@ def compact_generator(path: Path) -> None:
 
 def load_test_split(config: dict, report: dict):
     """The model's spec and the real test split here; refuses one other than the run was measured on."""
-    from gan_lib import data
+    from gan_lib import data, metrics
     from gan_lib.specs import get_spec
 
     spec = get_spec(config["model"])
     x_test = data.load_dataset(spec.dataset, allow_sample=True).x_test
-    split = f"{spec.dataset} test split ({len(x_test)} images)"
+    split = metrics.reference_name(spec.dataset, x_test)
     if split != report["metrics"]["reference"]:
         raise SystemExit(
             f"the run was measured against the {report['metrics']['reference']}, but the {split} is what is here: "
