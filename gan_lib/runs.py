@@ -113,8 +113,10 @@ def run_nets(config: dict[str, Any]) -> str:
     return config.get("nets", "default")
 
 
-def build_trainer(spec: ModelSpec, *, recipe: str, precision: str, seed: int, strategy=None):
+def build_trainer(spec: ModelSpec, *, recipe: str, precision: str, seed: int, strategy=None, fast_ops: bool = True):
     """A fresh :class:`~gan_lib.training.GANTrainer` for ``spec``'s networks (``spec.with_nets`` picks them).
+
+    ``fast_ops``: as for the trainer (:mod:`gan_lib.fastpath`); False trains on Keras' own ops.
 
     Under a ``tf.distribute`` strategy the networks are built in its scope,
     with synchronised BatchNorm (see :mod:`gan_lib.distribute`).
@@ -128,7 +130,7 @@ def build_trainer(spec: ModelSpec, *, recipe: str, precision: str, seed: int, st
         discriminator = spec.build_discriminator(precision, synchronized_batchnorm=sync)
     return GANTrainer(
         generator, discriminator, recipe=recipe, latent_dim=spec.latent_dim, num_classes=spec.num_classes,
-        seed=seed, strategy=strategy,
+        seed=seed, strategy=strategy, fast_ops=fast_ops,
     )  # fmt: skip
 
 

@@ -40,7 +40,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from gan_lib import checks, distribute, losses, viz
+from gan_lib import checks, distribute, fastpath, losses, viz
 from gan_lib.data import iterate_batches
 from gan_lib.io import atomic_path, atomic_write_json
 from gan_lib.specs import DEFAULT_RECIPE, Recipe, get_recipe
@@ -148,6 +148,11 @@ class GANTrainer:
     and counters are then created in that scope too, and :meth:`train_step`
     takes the *global* batch, whose size must be a multiple of the number of
     replicas. None (or the default strategy): one device.
+
+    ``fast_ops``: run the networks' BatchNorm layers fused and, in bf16 on a
+    CPU, their conv weight gradients on faster kernels (:mod:`gan_lib.fastpath`:
+    the same arithmetic, measured faster; README, "Speed"). It switches the
+    layers of the models passed in; their weights and saved form do not change.
     """
 
     def __init__(
@@ -160,6 +165,7 @@ class GANTrainer:
         num_classes: int | None = None,
         seed: int = 0,
         strategy: tf.distribute.Strategy | None = None,
+        fast_ops: bool = True,
     ) -> None:
         self.strategy = distribute.normalize(strategy)
         self.recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
@@ -187,6 +193,12 @@ class GANTrainer:
             )
         if self.strategy is not None:
             distribute.check_built_in_scope(self.strategy, generator, discriminator)
+        if fast_ops:
+            on_cpu_in_bf16 = generator.dtype_policy.compute_dtype == "bfloat16" and not tf.config.list_logical_devices(
+                "GPU"
+            )
+            for model in (generator, discriminator):
+                fastpath.use_fast_ops(model, filter_gradients=on_cpu_in_bf16)
         with distribute.strategy_scope(self.strategy):  # Keras optimisers bind to the strategy they are made in
             self._create_state(generator, discriminator, seed)
         step = self._step if self.strategy is None else self._distributed_step

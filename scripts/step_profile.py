@@ -3,14 +3,15 @@
     python scripts/step_profile.py mnist                 # op-type breakdown from a TF profiler trace
     python scripts/step_profile.py mnist --trials        # + fast-path trials against the plain step
 
-The breakdown traces a few fp32 steps with ``tf.profiler`` and sums each op
+The breakdown traces a few steps (fp32 unless ``--precision bf16``) with ``tf.profiler`` and sums each op
 type's time over TensorFlow's threads (so the shares are of op time, not of
 wall time). Convolutions (oneDNN's ``_MklNative*Conv*``) against everything
 else tells how much any cut outside the convolutions can buy at most.
 
 ``--trials`` times, interleaved in one process with the tutorial's step:
-our step as it is, and eight of our steps in one ``tf.function`` call (noise
-drawn inside, one dispatch for eight steps). Thread settings and oneDNN
+our step as it is; eight of our steps in one ``tf.function`` call (noise
+drawn inside, one dispatch for eight steps); and our step with the fast
+path's parts (:mod:`gan_lib.fastpath`) off, and with each part alone. Thread settings and oneDNN
 itself are process-wide, so compare them by running the command again with
 ``GAN_LIB_INTER_OP_THREADS=1`` or ``TF_ENABLE_ONEDNN_OPTS=0`` in the environment.
 """
@@ -28,7 +29,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from gan_lib import bench, hardware
+from gan_lib import bench, fastpath, hardware
 from gan_lib.runs import build_trainer
 from gan_lib.specs import get_spec
 
@@ -80,17 +81,18 @@ def main() -> None:
     parser.add_argument("model", choices=["mnist", "cifar10", "faces"], help="(the cGAN's step is the same code)")
     parser.add_argument("--trials", action="store_true")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="our step's precision")
     args = parser.parse_args()
     if os.environ.get("GAN_LIB_INTER_OP_THREADS"):
         tf.config.threading.set_inter_op_parallelism_threads(int(os.environ["GAN_LIB_INTER_OP_THREADS"]))
     spec = get_spec(args.model)
     keras.utils.set_random_seed(0)
-    trainer = build_trainer(spec, recipe=spec.recipe, precision="fp32", seed=0)
+    trainer = build_trainer(spec, recipe=spec.recipe, precision=args.precision, seed=0)
     rng = np.random.default_rng(0)
     batch = (tf.constant(rng.uniform(-1, 1, (spec.batch_size, *spec.image_shape)).astype(np.float32)),)
     settings = {k: os.environ[k] for k in ("GAN_LIB_INTER_OP_THREADS", "TF_ENABLE_ONEDNN_OPTS") if k in os.environ}
     print(
-        f"machine: {hardware.describe()}; {args.model}, batch {spec.batch_size}, fp32; settings {settings or 'default'}"
+        f"machine: {hardware.describe()}; {args.model}, batch {spec.batch_size}, {args.precision}; settings {settings or 'default'}"
     )
 
     wall_ms, per_type = op_breakdown(trainer, batch)
@@ -112,6 +114,17 @@ def main() -> None:
             "our step": (trainer.train_step, batch, 1),
             f"our step, {STEPS_PER_CALL} per call": (multi, (stack,), STEPS_PER_CALL),
         }
+        # The fast path's parts (gan_lib.fastpath), each alone: same seed, same networks, Keras' ops otherwise.
+        parts = {"no fast ops": {}, "fused BatchNorm only": {"batchnorm": True}}
+        if args.precision == "bf16":
+            parts["fast weight gradients only"] = {"filter_gradients": True}
+        for name, switches in parts.items():
+            keras.utils.set_random_seed(0)
+            plain = build_trainer(spec, recipe=spec.recipe, precision=args.precision, seed=0, fast_ops=False)
+            if switches:
+                for model in (plain.generator, plain.discriminator):
+                    fastpath.use_fast_ops(model, **{"filter_gradients": False, "batchnorm": False, **switches})
+            trials[f"our step, {name}"] = (plain.train_step, batch, 1)
         for fn, inputs, _ in trials.values():
             bench.time_steps(fn, inputs, 2)
         seconds: dict[str, list[float]] = {name: [] for name in trials}
@@ -120,7 +133,7 @@ def main() -> None:
                 seconds[name].append(bench.time_steps(fn, inputs, max(1, 8 // k)) / k)
         for name, values in seconds.items():
             rates = ", ".join(f"{spec.batch_size / s:.0f}" for s in values)
-            print(f"  {name:28s} {spec.batch_size / statistics.median(values):7.1f} images/s  (repeats: {rates})")
+            print(f"  {name:40s} {spec.batch_size / statistics.median(values):7.1f} images/s  (repeats: {rates})")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,233 @@
+"""The train step's fast path: conv weight gradients on fast kernels, and fused BatchNorm.
+
+Two replacements for what Keras runs in a training step, each the same
+function computed by faster kernels. :func:`use_fast_ops` switches a built
+model's layers over; :class:`gan_lib.training.GANTrainer` does it for the
+networks it trains. Only the layer objects change, never their weights, their
+classes or what ``model.save`` writes; inference (``training=False``) runs
+Keras' own code.
+
+**Fused BatchNorm.** Keras 3 builds BatchNorm in training mode from about a
+dozen element-wise ops (moments, normalisation, casts) and differentiates
+them one by one: a quarter of a bf16 MNIST step's op time on an AMD EPYC.
+TensorFlow's ``FusedBatchNormV3`` does the same arithmetic, and its gradient,
+in one kernel each (:func:`fused_batchnorm_call`).
+
+**Weight gradients.** On CPUs with AVX512-BF16 and no AMX (AMD EPYC Zen 4/5, or
+an Intel Xeon whose AMX the hypervisor hides), oneDNN runs a convolution's
+forward pass and its input gradient in bf16 about twice as fast as in fp32,
+but the gradient with respect to the *weights* on an older kernel
+(``jit_bf16``) that is no faster than fp32. In a bf16 DCGAN step those weight
+gradients take about half of oneDNN's time (``scripts/step_profile.py``).
+
+The weight gradient of ``y = conv2d(x, W)`` is itself a contraction of the
+input ``x`` with the output gradient ``dy`` over batch and positions, so it
+can be computed with the kernels that *are* fast:
+
+- stride 1: as a forward convolution with batch and channels swapped,
+  ``conv2d(x^T, dy^T)``: ``x`` (B, H, W, ci) becomes a batch of ci images
+  with B channels, ``dy`` (B, Ho, Wo, co) a (Ho, Wo, B, co) filter, and the
+  "image" that comes out is the (k, k) gradient for every (ci, co);
+- stride s > 1: ``space_to_depth`` splits the padded input into its s×s
+  phases, which turns the strided convolution into a stride-1 one with
+  ⌈k/s⌉² taps, and one matrix product of the taps' stacked columns with
+  ``dy`` gives all of them (im2col on ⌈k/s⌉² instead of k² taps);
+- fewer than :data:`MIN_IN_CHANNELS` input channels (an image's first
+  layer): TensorFlow's own kernel, which is fast there.
+
+Both give TensorFlow's gradient to float rounding (``tests/test_fastpath.py``
+checks this in float32). In fp32 TensorFlow's own kernel is the faster one,
+so the trainer uses this only for bf16 on a CPU.
+"""
+
+from __future__ import annotations
+
+import types
+
+import keras
+import tensorflow as tf
+
+MIN_IN_CHANNELS = 8
+
+
+def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int, int]:
+    """(output size, padding before, padding after) of TensorFlow's "SAME" padding along one axis."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return out, total // 2, total - total // 2
+
+
+def filter_gradient(x: tf.Tensor, dy: tf.Tensor, kernel_size: tuple[int, int], stride: int) -> tf.Tensor:
+    """dL/dW, (kh, kw, ci, co), of ``y = conv2d(x, W, stride, "SAME")``.
+
+    ``x``: the convolution's input (B, H, W, ci); ``dy``: dL/dy (B, Ho, Wo, co).
+    Same dtype for both; the result has that dtype.
+    """
+    _, height, width, ci = x.shape
+    co = dy.shape[-1]
+    kh, kw = kernel_size
+    out_h, top, bottom = _same_padding(height, kh, stride)
+    out_w, left, right = _same_padding(width, kw, stride)
+    if ci < MIN_IN_CHANNELS:
+        return tf.raw_ops.Conv2DBackpropFilter(
+            input=x, filter_sizes=[kh, kw, ci, co], out_backprop=dy,
+            strides=[1, stride, stride, 1], padding="SAME",
+        )  # fmt: skip
+    if stride == 1:
+        padded = tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]])
+        images = tf.transpose(padded, [3, 1, 2, 0])  # (ci, Hp, Wp, B): ci "images" of B channels
+        filters = tf.transpose(dy, [1, 2, 0, 3])  # (Ho, Wo, B, co)
+        grad = tf.nn.conv2d(images, filters, 1, "VALID")  # (ci, kh, kw, co)
+        return tf.transpose(grad, [1, 2, 0, 3])
+    # Pad to a whole number of s×s blocks; phase (p, q) of the padded input holds rows p, p+s, ...
+    # and columns q, q+s, ..., so tap (kh, kw) = (s·u + p, s·v + q) reads phase (p, q) at offset (u, v).
+    taps_h, taps_w = -(-kh // stride), -(-kw // stride)
+    padded_h = -(-(height + top + bottom) // stride) * stride
+    padded_w = -(-(width + left + right) // stride) * stride
+    padded = tf.pad(x, [[0, 0], [top, padded_h - height - top], [left, padded_w - width - left], [0, 0]])
+    phases = tf.nn.space_to_depth(padded, stride)  # (B, Hp/s, Wp/s, s·s·ci), depth ordered (p, q, c)
+    columns = tf.concat(
+        [phases[:, u : u + out_h, v : v + out_w, :] for u in range(taps_h) for v in range(taps_w)], axis=-1
+    )  # (B, Ho, Wo, taps_h·taps_w·s·s·ci), depth ordered (u, v, p, q, c)
+    depth = taps_h * taps_w * stride * stride * ci
+    grad = tf.matmul(tf.reshape(columns, [-1, depth]), tf.reshape(dy, [-1, co]), transpose_a=True)
+    grad = tf.reshape(grad, [taps_h, taps_w, stride, stride, ci, co])
+    grad = tf.reshape(tf.transpose(grad, [0, 2, 1, 3, 4, 5]), [taps_h * stride, taps_w * stride, ci, co])
+    return grad[:kh, :kw]
+
+
+def conv2d(x: tf.Tensor, kernel: tf.Tensor, stride: int) -> tf.Tensor:
+    """``tf.nn.conv2d(x, kernel, stride, "SAME")`` whose weight gradient is :func:`filter_gradient`.
+
+    ``x``: (B, H, W, ci); ``kernel``: (kh, kw, ci, co) -> (B, ⌈H/s⌉, ⌈W/s⌉, co).
+    """
+
+    @tf.custom_gradient
+    def op(x, kernel):
+        def grad(dy):
+            dx = tf.raw_ops.Conv2DBackpropInput(
+                input_sizes=tf.shape(x), filter=kernel, out_backprop=dy,
+                strides=[1, stride, stride, 1], padding="SAME",
+            )  # fmt: skip
+            return dx, filter_gradient(x, dy, kernel.shape[:2], stride)
+
+        return tf.nn.conv2d(x, kernel, stride, "SAME"), grad
+
+    return op(x, tf.convert_to_tensor(kernel))  # a tensor, not the variable: custom_gradient sees no variable
+
+
+def conv2d_transpose(x: tf.Tensor, kernel: tf.Tensor, stride: int) -> tf.Tensor:
+    """The "SAME" transposed convolution of Keras' ``Conv2DTranspose``, with :func:`filter_gradient`.
+
+    ``x``: (B, H, W, ci); ``kernel``: (kh, kw, co, ci) -> (B, H·s, W·s, co). A
+    transposed convolution is the input gradient of the convolution ``kernel``
+    describes (co -> ci channels), so its weight gradient is that convolution's,
+    with the output's gradient as the input and ``x`` as the output gradient.
+    """
+    out_shape = tf.stack([tf.shape(x)[0], x.shape[1] * stride, x.shape[2] * stride, kernel.shape[2]])
+
+    @tf.custom_gradient
+    def op(x, kernel):
+        def grad(dy):
+            dx = tf.nn.conv2d(dy, kernel, stride, "SAME")
+            return dx, filter_gradient(dy, x, kernel.shape[:2], stride)
+
+        y = tf.raw_ops.Conv2DBackpropInput(
+            input_sizes=out_shape, filter=kernel, out_backprop=x, strides=[1, stride, stride, 1], padding="SAME"
+        )
+        return y, grad
+
+    y = op(x, tf.convert_to_tensor(kernel))
+    y.set_shape([x.shape[0], x.shape[1] * stride, x.shape[2] * stride, kernel.shape[2]])
+    return y
+
+
+def _supported(layer: keras.layers.Layer) -> bool:
+    """A 2-D, channels-last, "same"-padded, undilated, ungrouped layer with one stride for both axes."""
+    if not isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose)):
+        return False
+    plain = (
+        layer.padding == "same"
+        and layer.data_format == "channels_last"
+        and tuple(layer.dilation_rate) == (1, 1)
+        and layer.strides[0] == layer.strides[1]
+    )
+    if isinstance(layer, keras.layers.Conv2DTranspose):
+        return plain and layer.output_padding is None
+    return plain and layer.groups == 1
+
+
+def _conv_transpose_call(layer, inputs):
+    """``Conv2DTranspose.call`` with :func:`conv2d_transpose`; bias and activation as Keras adds them."""
+    outputs = conv2d_transpose(inputs, layer.kernel, layer.strides[0])
+    if layer.use_bias:
+        outputs = outputs + layer.bias
+    return layer.activation(outputs) if layer.activation is not None else outputs
+
+
+def fused_batchnorm_call(layer, inputs, training=None, mask=None):
+    """``BatchNormalization.call`` in training mode as one ``FusedBatchNormV3`` (and its fused gradient).
+
+    ``inputs``: (..., C), normalised over every axis but the last, as Keras
+    does. The moving mean and variance move as Keras moves them: by
+    ``1 - momentum`` towards the batch's mean and its *biased* variance (the
+    fused kernel returns the unbiased one, which is rescaled). Outside
+    training, with a mask, or with renorm, Keras' own code runs.
+    """
+    if not (training and layer.trainable) or mask is not None or layer.renorm:
+        return type(layer).call(layer, inputs, training=training, mask=mask)
+    channels = inputs.shape[-1]
+    x = inputs if len(inputs.shape) == 4 else tf.reshape(inputs, [-1, 1, 1, channels])
+    scale = tf.convert_to_tensor(layer.gamma) if layer.scale else tf.ones([channels])
+    offset = tf.convert_to_tensor(layer.beta) if layer.center else tf.zeros([channels])
+    y, mean, unbiased_variance, *_ = tf.raw_ops.FusedBatchNormV3(
+        x=x, scale=tf.cast(scale, tf.float32), offset=tf.cast(offset, tf.float32),
+        mean=tf.zeros([0]), variance=tf.zeros([0]), epsilon=layer.epsilon, is_training=True,
+    )  # fmt: skip
+    count = tf.cast(tf.size(x) // channels, tf.float32)
+    variance = unbiased_variance * (count - 1.0) / count
+    momentum = layer.momentum
+    layer.moving_mean.assign(layer.moving_mean * momentum + tf.stop_gradient(mean) * (1.0 - momentum))
+    layer.moving_variance.assign(layer.moving_variance * momentum + tf.stop_gradient(variance) * (1.0 - momentum))
+    y = y if len(inputs.shape) == 4 else tf.reshape(y, tf.shape(inputs))
+    return tf.cast(y, layer.compute_dtype)
+
+
+def _fusable_batchnorm(layer: keras.layers.Layer) -> bool:
+    return (
+        isinstance(layer, keras.layers.BatchNormalization)
+        and layer.axis in (-1, len(layer.input.shape) - 1)
+        and not layer.synchronized
+        and not layer.renorm
+    )
+
+
+def use_fast_ops(model: keras.Model, *, filter_gradients: bool = True, batchnorm: bool = True) -> dict[str, int]:
+    """Switch the model's layers to the fast path; returns how many of each kind were switched.
+
+    ``filter_gradients``: supported ``Conv2D``/``Conv2DTranspose`` layers
+    ("same" padding, no dilation or groups, one stride) take their weight
+    gradient from :func:`filter_gradient`. ``batchnorm``: channels-last,
+    unsynchronised ``BatchNormalization`` layers run :func:`fused_batchnorm_call`
+    in training. Other layers keep Keras' code. The switch is an attribute on
+    each layer object, so ``clone_model``, ``model.save`` and loading see
+    plain Keras layers; calling it again changes nothing more.
+    """
+    switched = {"filter_gradients": 0, "batchnorm": 0}
+    for layer in model._flatten_layers(include_self=False):
+        if getattr(layer, "_gan_kit_fast_path", False):
+            continue
+        if filter_gradients and _supported(layer):
+            stride = layer.strides[0]
+            if isinstance(layer, keras.layers.Conv2DTranspose):
+                layer.call = types.MethodType(_conv_transpose_call, layer)
+            else:
+                layer.convolution_op = lambda inputs, kernel, stride=stride: conv2d(inputs, kernel, stride)
+            switched["filter_gradients"] += 1
+        elif batchnorm and _fusable_batchnorm(layer):
+            layer.call = types.MethodType(fused_batchnorm_call, layer)
+            switched["batchnorm"] += 1
+        else:
+            continue
+        layer._gan_kit_fast_path = True
+    return switched

@@ -1,0 +1,137 @@
+"""The fast path computes what Keras computes: outputs, gradients and BatchNorm statistics match to float rounding.
+
+Speed is measured by ``gan-lib bench`` and ``scripts/step_profile.py --trials``, never here.
+"""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from gan_lib import fastpath
+from gan_lib.specs import get_spec
+from gan_lib.training import GANTrainer
+
+
+def _outputs_and_gradients(model, x, training=True):
+    """Output, d(loss)/d(input) and d(loss)/d(every trainable weight) for a loss without symmetries."""
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = model(x, training=training)
+        loss = tf.reduce_sum(y * tf.random.stateless_normal(y.shape, [1, 2]) + 0.1 * y**3)
+    return [y, *tape.gradient(loss, [x, *model.trainable_variables])]
+
+
+def _max_rel_diff(a, b) -> float:
+    a, b = tf.cast(a, tf.float32), tf.cast(b, tf.float32)
+    return float(tf.reduce_max(tf.abs(a - b)) / (tf.reduce_max(tf.abs(a)) + 1e-12))
+
+
+CONV_CASES = [
+    # (layer, input shape, kernel, stride, filters): every conv of the kit's networks, and odd sizes and strides
+    (keras.layers.Conv2D, (4, 28, 28, 1), 4, 2, 64),  # too few input channels: TensorFlow's own kernel
+    (keras.layers.Conv2D, (4, 14, 14, 64), 4, 2, 128),
+    (keras.layers.Conv2D, (4, 7, 7, 128), 4, 2, 256),  # odd size: uneven padding
+    (keras.layers.Conv2D, (3, 9, 9, 16), 3, 1, 8),
+    (keras.layers.Conv2D, (3, 9, 9, 16), 5, 2, 8),
+    (keras.layers.Conv2D, (2, 11, 11, 8), 5, 3, 4),
+    (keras.layers.Conv2DTranspose, (4, 7, 7, 256), 4, 1, 128),
+    (keras.layers.Conv2DTranspose, (4, 7, 7, 128), 4, 2, 64),
+    (keras.layers.Conv2DTranspose, (4, 14, 14, 64), 4, 2, 1),
+    (keras.layers.Conv2DTranspose, (4, 4, 4, 32), 5, 2, 16),
+]
+
+
+@pytest.mark.parametrize(("layer_cls", "shape", "kernel", "stride", "filters"), CONV_CASES)
+def test_fast_weight_gradients_equal_tensorflows(layer_cls, shape, kernel, stride, filters):
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input(shape[1:])
+    model = keras.Model(inputs, layer_cls(filters, kernel, strides=stride, padding="same")(inputs))
+    x = tf.random.normal(shape)
+    before = _outputs_and_gradients(model, x)
+    assert fastpath.use_fast_ops(model) == {"filter_gradients": 1, "batchnorm": 0}
+    after = _outputs_and_gradients(model, x)
+    for a, b in zip(before, after):
+        assert a.shape == b.shape
+        assert _max_rel_diff(a, b) < 1e-5
+
+
+def test_filter_gradient_in_bf16_stays_within_bf16_rounding_of_float32():
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(size=(8, 14, 14, 64)), tf.float32)
+    dy = tf.constant(rng.normal(size=(8, 7, 7, 128)), tf.float32)
+    exact = fastpath.filter_gradient(x, dy, (4, 4), 2)
+    low = fastpath.filter_gradient(tf.cast(x, tf.bfloat16), tf.cast(dy, tf.bfloat16), (4, 4), 2)
+    assert low.dtype == tf.bfloat16 and low.shape == (4, 4, 64, 128)
+    assert _max_rel_diff(exact, low) < 2e-2
+
+
+@pytest.mark.parametrize("shape", [(8, 12), (6, 5, 5, 7)])
+def test_fused_batchnorm_matches_keras_outputs_gradients_and_moving_statistics(shape):
+    x = tf.random.stateless_normal(shape, [3, 4]) * 3 + 1  # far from zero mean and unit variance
+
+    def build():
+        keras.utils.set_random_seed(3)
+        inputs = keras.Input(shape[1:])
+        bn = keras.layers.BatchNormalization(momentum=0.9)
+        model = keras.Model(inputs, bn(inputs))
+        bn.gamma.assign(tf.random.uniform(bn.gamma.shape, 0.5, 1.5))
+        bn.beta.assign(tf.random.normal(bn.beta.shape))
+        return model, bn
+
+    results = []
+    for fast in (False, True):
+        model, bn = build()
+        if fast:
+            assert fastpath.use_fast_ops(model) == {"filter_gradients": 0, "batchnorm": 1}
+        values = _outputs_and_gradients(model, x)
+        values += [bn.moving_mean.value, bn.moving_variance.value, model(x, training=False)]
+        results.append(values)
+    for a, b in zip(*results):
+        assert _max_rel_diff(a, b) < 1e-5
+
+
+def test_trainer_switches_the_layers_and_the_saved_model_stays_plain_keras(tmp_path):
+    spec = get_spec("mnist")
+    g, d = spec.build_generator(), spec.build_discriminator()
+    trainer = GANTrainer(g, d, latent_dim=spec.latent_dim)
+    # fp32 on any machine: fused BatchNorm (3 in G, 2 in D), TensorFlow's weight gradients
+    assert sum(getattr(layer, "_gan_kit_fast_path", False) for layer in g.layers) == 3
+    assert sum(getattr(layer, "_gan_kit_fast_path", False) for layer in d.layers) == 2
+    assert fastpath.use_fast_ops(g, filter_gradients=False) == {"filter_gradients": 0, "batchnorm": 0}  # no-op
+    trainer.train_step(tf.random.uniform((8, 28, 28, 1), -1, 1))
+    g.save(tmp_path / "g.keras")
+    loaded = keras.models.load_model(tmp_path / "g.keras")
+    assert [type(a) for a in loaded.layers] == [type(b) for b in g.layers]
+    noise = tf.random.stateless_normal((4, spec.latent_dim), [0, 1])
+    np.testing.assert_allclose(loaded(noise, training=False), g(noise, training=False), atol=1e-6)
+
+
+@pytest.mark.parametrize("model", ["mnist", "fashion-cgan"])
+def test_whole_networks_get_the_same_gradients_with_and_without_the_fast_path(model):
+    """G's and D's losses and every variable's gradient, both fast parts on (float32), against Keras' own ops."""
+    from gan_lib import losses
+
+    spec = get_spec(model)
+    images = tf.random.stateless_uniform((16, *spec.image_shape), [5, 6], -1, 1)
+    noise = tf.random.stateless_normal((16, spec.latent_dim), [7, 8])
+    labels = tf.range(16) % 10 if spec.conditional else None
+    results = []
+    for fast in (False, True):
+        keras.utils.set_random_seed(0)
+        g, d = spec.build_generator(), spec.build_discriminator()
+        if fast:
+            for net in (g, d):
+                fastpath.use_fast_ops(net)
+        with tf.GradientTape(persistent=True) as tape:
+            fakes = g(noise if labels is None else [noise, labels], training=True)
+            real_logits = d(images if labels is None else [images, labels], training=True)
+            fake_logits = d(fakes if labels is None else [fakes, labels], training=True)
+            d_loss = losses.discriminator_loss(real_logits, fake_logits)
+            g_loss = losses.generator_loss(fake_logits)
+        results.append([d_loss, g_loss, *tape.gradient(g_loss, g.trainable_variables),
+                        *tape.gradient(d_loss, d.trainable_variables)])  # fmt: skip
+    for a, b in zip(*results):
+        a, b = tf.convert_to_tensor(a), tf.convert_to_tensor(b)  # the label embedding's are IndexedSlices
+        # atol: the biases of convolutions followed by BatchNorm have a true gradient of zero, rounding noise here
+        np.testing.assert_allclose(b, a, rtol=0, atol=1e-4 * float(tf.reduce_max(tf.abs(a))) + 1e-5)
