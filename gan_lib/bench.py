@@ -169,6 +169,7 @@ def run_bench(
     repeats: int = 3,
     peer: str | None = None,
     nets: str = "default",
+    fast_ops: bool = True,
 ) -> dict[str, Any]:
     """Measure and return the benchmark's figures (also printed by the CLI).
 
@@ -196,7 +197,7 @@ def run_bench(
     bf16_speedup = hardware.measured_bf16_speedup() if hardware.cpu_isa() != "none" else None
     batch_size = batch_size or spec.batch_size
     keras.utils.set_random_seed(0)
-    trainer = build_trainer(spec, recipe=spec.recipe, precision=precision, seed=0)
+    trainer = build_trainer(spec, recipe=spec.recipe, precision=precision, seed=0, fast_ops=fast_ops)
     tutorial = TutorialStep(spec, batch_size)
     rng = np.random.default_rng(0)
     images = tf.constant(rng.uniform(-1, 1, (batch_size, *spec.image_shape)).astype(np.float32))
@@ -238,6 +239,7 @@ def run_bench(
     return {
         "model": model,
         "nets": nets,
+        "fast_ops": fast_ops,
         "machine": hardware.describe(),
         "isa": hardware.cpu_isa(),
         "precision": precision,
@@ -265,6 +267,7 @@ def run_bench(
 def format_report(r: dict[str, Any]) -> str:
     lines = [
         f"model {r['model']} ({r.get('nets', 'default')} networks), batch {r['batch_size']}, precision {r['precision']}"
+        + ("" if r.get("fast_ops", True) else ", fast ops off")
         + (f" (asked: {r['precision_asked']})" if r.get("precision_asked") not in (None, r["precision"]) else ""),
         f"machine: {r['machine']}"
         + (

@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "large: MNIST's bigger pair (better samples, about 3x slower per step)")  # fmt: skip
     train.add_argument("--precision", choices=PRECISIONS, default="auto",
                        help="auto: bf16 where a one-off probe finds it faster on this CPU, and on recent GPUs; else fp32")  # fmt: skip
+    train.add_argument("--no-fast-ops", action="store_true",
+                       help="train on Keras' own BatchNorm and conv gradients, not gan_lib.fastpath's (same arithmetic)")  # fmt: skip
     train.add_argument("--metrics-every", type=int, default=5, help="epochs between quality metrics (0: never)")
     train.add_argument("--tensorboard", action="store_true", help="also log to RUN_DIR/tensorboard")
     train.add_argument(
@@ -73,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--precision", choices=PRECISIONS, default="auto")
     bench.add_argument("--nets", choices=NETS, default="default",
                        help="the networks both steps train (default: the model's own; tutorial: the TF tutorial's; large: MNIST's bigger pair)")  # fmt: skip
+    bench.add_argument(
+        "--no-fast-ops", action="store_true", help="time our step on Keras' own ops (gan_lib.fastpath off)"
+    )
     bench.add_argument("--batch-size", type=_positive_int, default=None)
     bench.add_argument("--steps", type=_positive_int, default=10, help="steps per timed repeat")
     bench.add_argument("--repeats", type=_positive_int, default=3, help="interleaved repeats (at least 3)")
@@ -129,7 +134,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.to_quality:
         return cmd_time_to_quality(args)
     result = run_bench(
-        args.model, args.precision, args.batch_size, args.steps, max(3, args.repeats), peer=args.peer, nets=args.nets
+        args.model,
+        args.precision,
+        args.batch_size,
+        args.steps,
+        max(3, args.repeats),
+        peer=args.peer,
+        nets=args.nets,
+        fast_ops=not args.no_fast_ops,
     )
     print(format_report(result))
     return 0
@@ -180,6 +192,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         verbose=0 if args.quiet else 1,
         strategy=args.strategy,
         nets=args.nets,
+        fast_ops=not args.no_fast_ops,
     )
     print(f"run folder: {run_dir} ({len(history)} epochs in history.json; GIF: {run_dir / 'progress.gif'})")
     return 0

@@ -25,7 +25,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from gan_lib import losses, viz
+from gan_lib import fastpath, losses, viz
 from gan_lib.training import gan_train_step, grid_inputs
 
 
@@ -35,7 +35,8 @@ class GAN(keras.Model):
     Tracks ``d_loss``, ``g_loss``, ``d_real_acc`` and ``d_fake_acc`` as
     ``keras.metrics.Mean`` (reset every epoch, so the logs are epoch means).
     Noise comes from a ``tf.random.Generator`` seeded with ``seed`` and kept
-    as model state, so ``BackupAndRestore`` resumes it too.
+    as model state, so ``BackupAndRestore`` resumes it too. ``fast_ops``:
+    switch both networks to :mod:`gan_lib.fastpath`, as ``GANTrainer`` does.
     """
 
     def __init__(
@@ -46,10 +47,13 @@ class GAN(keras.Model):
         num_classes: int | None = None,
         seed: int = 0,
         label_smoothing: float = 0.0,
+        fast_ops: bool = True,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
         losses.check_discriminator_outputs_logits(discriminator)
+        if fast_ops:  # as GANTrainer does: the same arithmetic on faster kernels (gan_lib.fastpath)
+            fastpath.prepare_for_training(generator, discriminator)
         self.generator = generator
         self.discriminator = discriminator
         self.latent_dim = latent_dim

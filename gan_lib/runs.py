@@ -152,6 +152,7 @@ def train_model(
     epoch_callbacks=(),
     strategy: str = "default",
     nets: str = "default",
+    fast_ops: bool = True,
 ):
     """Train model ``name`` ("mnist", "cifar10", "fashion-cgan", "faces") into a run folder.
 
@@ -165,6 +166,7 @@ def train_model(
     ``strategy``: "default" (one device), "mirrored" (all local GPUs) or
     "multiworker" (every machine runs the same command with its own
     ``TF_CONFIG``); ``batch_size`` is then the global batch. See :mod:`gan_lib.distribute`.
+    ``fast_ops``: :mod:`gan_lib.fastpath` on (the default) or off; recorded in ``config.json``.
     """
     from gan_lib import distribute
     from gan_lib.training import train
@@ -191,6 +193,7 @@ def train_model(
             "recipe": recipe,
             "nets": nets,
             "precision": precision,
+            "fast_ops": fast_ops,
             "seed": seed,
             "epochs": epochs,
             "batch_size": batch_size,
@@ -205,7 +208,7 @@ def train_model(
             "replicas": distribute.num_replicas(dist),
         },
     )
-    trainer = build_trainer(spec, recipe=recipe, precision=precision, seed=seed, strategy=dist)
+    trainer = build_trainer(spec, recipe=recipe, precision=precision, seed=seed, strategy=dist, fast_ops=fast_ops)
     callbacks = []  # the metrics first, so the caller's callbacks see them in the record
     if metrics_every and metrics.classifier_path(spec.dataset).exists() and not smoke_mode():
         callbacks.append(metrics.epoch_metrics_callback(trainer, spec.dataset, dataset.x_test, every=metrics_every))

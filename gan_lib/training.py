@@ -194,11 +194,7 @@ class GANTrainer:
         if self.strategy is not None:
             distribute.check_built_in_scope(self.strategy, generator, discriminator)
         if fast_ops:
-            on_cpu_in_bf16 = generator.dtype_policy.compute_dtype == "bfloat16" and not tf.config.list_logical_devices(
-                "GPU"
-            )
-            for model in (generator, discriminator):
-                fastpath.use_fast_ops(model, filter_gradients=on_cpu_in_bf16)
+            fastpath.prepare_for_training(generator, discriminator)
         with distribute.strategy_scope(self.strategy):  # Keras optimisers bind to the strategy they are made in
             self._create_state(generator, discriminator, seed)
         step = self._step if self.strategy is None else self._distributed_step
