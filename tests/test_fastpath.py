@@ -49,7 +49,7 @@ def test_fast_weight_gradients_equal_tensorflows(layer_cls, shape, kernel, strid
     model = keras.Model(inputs, layer_cls(filters, kernel, strides=stride, padding="same")(inputs))
     x = tf.random.normal(shape)
     before = _outputs_and_gradients(model, x)
-    assert fastpath.use_fast_ops(model) == {"filter_gradients": 1, "batchnorm": 0}
+    assert fastpath.use_fast_ops(model) == {"filter_gradients": 1, "batchnorm": 0, "dropout": 0}
     after = _outputs_and_gradients(model, x)
     for a, b in zip(before, after):
         assert a.shape == b.shape
@@ -83,7 +83,7 @@ def test_fused_batchnorm_matches_keras_outputs_gradients_and_moving_statistics(s
     for fast in (False, True):
         model, bn = build()
         if fast:
-            assert fastpath.use_fast_ops(model) == {"filter_gradients": 0, "batchnorm": 1}
+            assert fastpath.use_fast_ops(model) == {"filter_gradients": 0, "batchnorm": 1, "dropout": 0}
         values = _outputs_and_gradients(model, x)
         values += [bn.moving_mean.value, bn.moving_variance.value, model(x, training=False)]
         results.append(values)
@@ -98,7 +98,7 @@ def test_trainer_switches_the_layers_and_the_saved_model_stays_plain_keras(tmp_p
     # fp32 on any machine: fused BatchNorm (3 in G, 2 in D), TensorFlow's weight gradients
     assert sum(getattr(layer, "_gan_kit_fast_path", False) for layer in g.layers) == 3
     assert sum(getattr(layer, "_gan_kit_fast_path", False) for layer in d.layers) == 2
-    assert fastpath.use_fast_ops(g, filter_gradients=False) == {"filter_gradients": 0, "batchnorm": 0}  # no-op
+    assert fastpath.use_fast_ops(g, filter_gradients=False) == {"filter_gradients": 0, "batchnorm": 0, "dropout": 0}
     trainer.train_step(tf.random.uniform((8, 28, 28, 1), -1, 1))
     g.save(tmp_path / "g.keras")
     loaded = keras.models.load_model(tmp_path / "g.keras")
@@ -109,7 +109,7 @@ def test_trainer_switches_the_layers_and_the_saved_model_stays_plain_keras(tmp_p
 
 @pytest.mark.parametrize("model", ["mnist", "fashion-cgan"])
 def test_whole_networks_get_the_same_gradients_with_and_without_the_fast_path(model):
-    """G's and D's losses and every variable's gradient, both fast parts on (float32), against Keras' own ops."""
+    """G's and D's losses and every variable's gradient on the fast path (float32), against Keras' own ops."""
     from gan_lib import losses
 
     spec = get_spec(model)
@@ -120,9 +120,9 @@ def test_whole_networks_get_the_same_gradients_with_and_without_the_fast_path(mo
     for fast in (False, True):
         keras.utils.set_random_seed(0)
         g, d = spec.build_generator(), spec.build_discriminator()
-        if fast:
+        if fast:  # Dropout's masks differ by design (tested above); its arithmetic is what is compared here
             for net in (g, d):
-                fastpath.use_fast_ops(net)
+                fastpath.use_fast_ops(net, dropout=False)
         with tf.GradientTape(persistent=True) as tape:
             fakes = g(noise if labels is None else [noise, labels], training=True)
             real_logits = d(images if labels is None else [images, labels], training=True)
@@ -135,3 +135,43 @@ def test_whole_networks_get_the_same_gradients_with_and_without_the_fast_path(mo
         a, b = tf.convert_to_tensor(a), tf.convert_to_tensor(b)  # the label embedding's are IndexedSlices
         # atol: the biases of convolutions followed by BatchNorm have a true gradient of zero, rounding noise here
         np.testing.assert_allclose(b, a, rtol=0, atol=1e-4 * float(tf.reduce_max(tf.abs(a))) + 1e-5)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_fast_dropout_keeps_one_minus_rate_scales_the_rest_and_follows_the_layers_seed(dtype):
+    def build():
+        inputs = keras.Input((50, 40, 8), dtype=dtype)
+        layer = keras.layers.Dropout(0.3, seed=11, dtype=dtype)
+        return keras.Model(inputs, layer(inputs)), layer
+
+    model, layer = build()
+    assert fastpath.use_fast_ops(model)["dropout"] == 1
+    x = tf.ones((64, 50, 40, 8), dtype)  # 1,024,000 elements, an even count; an odd one below
+    first, second = model(x, training=True), model(x, training=True)
+    for y in (first, second):
+        kept = tf.cast(y != 0, tf.float32)
+        assert abs(float(tf.reduce_mean(kept)) - 0.7) < 0.002  # binomial sd here: 0.00045
+        np.testing.assert_allclose(tf.cast(tf.boolean_mask(y, y != 0), tf.float32), 1 / 0.7, rtol=1e-2)
+    assert float(tf.reduce_mean(tf.cast((first != 0) != (second != 0), tf.float32))) > 0.3  # a fresh mask per call
+    np.testing.assert_array_equal(model(x, training=False), x)  # inference: the identity
+
+    again, _ = build()  # the same seed state gives the same masks: what a restored checkpoint relies on
+    fastpath.use_fast_ops(again)
+    np.testing.assert_array_equal(again(x, training=True), first)
+    odd = tf.ones((3, 5, 7, 1), dtype)
+    odd_model = keras.Sequential([keras.Input((5, 7, 1), dtype=dtype), keras.layers.Dropout(0.5, dtype=dtype)])
+    fastpath.use_fast_ops(odd_model)
+    assert odd_model(odd, training=True).shape == (3, 5, 7, 1)
+
+
+def test_fast_dropout_gradient_is_the_mask_times_the_scale():
+    inputs = keras.Input((30, 30, 4))
+    model = keras.Model(inputs, keras.layers.Dropout(0.25, seed=3)(inputs))
+    fastpath.use_fast_ops(model)
+    x = tf.random.stateless_normal((8, 30, 30, 4), [1, 1])
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = model(x, training=True)
+        total = tf.reduce_sum(y)
+    grad = tape.gradient(total, x)
+    np.testing.assert_allclose(grad, tf.cast(y != 0, tf.float32) / 0.75, rtol=1e-6)
