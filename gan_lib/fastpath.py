@@ -179,9 +179,10 @@ def fused_batchnorm_call(layer, inputs, training=None, mask=None):
     does. The moving mean and variance move as Keras moves them: by
     ``1 - momentum`` towards the batch's mean and its *biased* variance (the
     fused kernel returns the unbiased one, which is rescaled). Outside
-    training, with a mask, or with renorm, Keras' own code runs.
+    training, with a mask, with renorm, or on another axis, Keras' own code runs.
     """
-    if not (training and layer.trainable) or mask is not None or layer.renorm:
+    channels_last = layer.axis % len(inputs.shape) == len(inputs.shape) - 1
+    if not (training and layer.trainable) or mask is not None or layer.renorm or not channels_last:
         return type(layer).call(layer, inputs, training=training, mask=mask)
     channels = inputs.shape[-1]
     x = inputs if len(inputs.shape) == 4 else tf.reshape(inputs, [-1, 1, 1, channels])
@@ -220,11 +221,12 @@ def fast_dropout_call(layer, inputs, training=False):
 
 
 def _fusable_batchnorm(layer: keras.layers.Layer) -> bool:
+    """Unsynchronised, without renorm, and an epsilon the fused kernel accepts everywhere (cuDNN: > 1e-5)."""
     return (
         isinstance(layer, keras.layers.BatchNormalization)
-        and layer.axis in (-1, len(layer.input.shape) - 1)
         and not layer.synchronized
         and not layer.renorm
+        and layer.epsilon >= 1.001e-5
     )
 
 
@@ -235,9 +237,9 @@ def use_fast_ops(
 
     ``filter_gradients``: supported ``Conv2D``/``Conv2DTranspose`` layers
     ("same" padding, no dilation or groups, one stride) take their weight
-    gradient from :func:`filter_gradient`. ``batchnorm``: channels-last,
-    unsynchronised ``BatchNormalization`` layers run :func:`fused_batchnorm_call`
-    in training. ``dropout``: ``Dropout`` layers without a ``noise_shape`` draw
+    gradient from :func:`filter_gradient`. ``batchnorm``: unsynchronised
+    ``BatchNormalization`` layers run :func:`fused_batchnorm_call` in training
+    when they normalise the last axis. ``dropout``: ``Dropout`` layers without a ``noise_shape`` draw
     their masks with :func:`fast_dropout_call`. Other layers keep Keras' code. The switch is an attribute on
     each layer object, so ``clone_model``, ``model.save`` and loading see
     plain Keras layers; calling it again changes nothing more.

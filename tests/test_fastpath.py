@@ -175,3 +175,12 @@ def test_fast_dropout_gradient_is_the_mask_times_the_scale():
         total = tf.reduce_sum(y)
     grad = tape.gradient(total, x)
     np.testing.assert_allclose(grad, tf.cast(y != 0, tf.float32) / 0.75, rtol=1e-6)
+
+
+def test_batchnorm_on_another_axis_falls_back_to_keras():
+    inputs = keras.Input((6, 5, 4))
+    model = keras.Model(inputs, keras.layers.BatchNormalization(axis=1)(inputs))
+    x = tf.random.stateless_normal((8, 6, 5, 4), [2, 2])
+    expected = model(x, training=True)
+    assert fastpath.use_fast_ops(model)["batchnorm"] == 1
+    np.testing.assert_allclose(model(x, training=True), expected, atol=1e-6)
