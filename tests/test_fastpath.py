@@ -28,14 +28,17 @@ def _max_rel_diff(a, b) -> float:
 
 
 CONV_CASES = [
-    # (layer, input shape, kernel, stride, filters): every conv of the kit's networks, and odd sizes and strides
+    # (layer, input shape, kernel, stride, filters): every conv of the kit's networks, odd sizes and strides,
+    # and both ways of computing the weight gradient (im2col, and the swapped convolution for 5×5 at stride 1)
     (keras.layers.Conv2D, (4, 28, 28, 1), 4, 2, 64),  # too few input channels: TensorFlow's own kernel
     (keras.layers.Conv2D, (4, 14, 14, 64), 4, 2, 128),
     (keras.layers.Conv2D, (4, 7, 7, 128), 4, 2, 256),  # odd size: uneven padding
     (keras.layers.Conv2D, (3, 9, 9, 16), 3, 1, 8),
     (keras.layers.Conv2D, (3, 9, 9, 16), 5, 2, 8),
+    (keras.layers.Conv2D, (3, 9, 9, 16), 5, 1, 8),  # stride 1, more than 16 taps: the swapped convolution
     (keras.layers.Conv2D, (2, 11, 11, 8), 5, 3, 4),
     (keras.layers.Conv2DTranspose, (4, 7, 7, 256), 4, 1, 128),
+    (keras.layers.Conv2DTranspose, (4, 7, 7, 64), 5, 1, 32),
     (keras.layers.Conv2DTranspose, (4, 7, 7, 128), 4, 2, 64),
     (keras.layers.Conv2DTranspose, (4, 14, 14, 64), 4, 2, 1),
     (keras.layers.Conv2DTranspose, (4, 4, 4, 32), 5, 2, 16),
