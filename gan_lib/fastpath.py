@@ -234,6 +234,14 @@ def _fusable_batchnorm(layer: keras.layers.Layer) -> bool:
     )
 
 
+def _all_layers(model: keras.Model):
+    """Every layer of ``model``, and of the models nested in it, depth first."""
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)
+
+
 def use_fast_ops(
     model: keras.Model, *, filter_gradients: bool = True, batchnorm: bool = True, dropout: bool = True
 ) -> dict[str, int]:
@@ -249,7 +257,7 @@ def use_fast_ops(
     plain Keras layers; calling it again changes nothing more.
     """
     switched = {"filter_gradients": 0, "batchnorm": 0, "dropout": 0}
-    for layer in model._flatten_layers(include_self=False):
+    for layer in _all_layers(model):
         if getattr(layer, "_gan_kit_fast_path", False):
             continue
         if filter_gradients and _supported(layer):

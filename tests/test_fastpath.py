@@ -187,3 +187,13 @@ def test_batchnorm_on_another_axis_falls_back_to_keras():
     expected = model(x, training=True)
     assert fastpath.use_fast_ops(model)["batchnorm"] == 1
     np.testing.assert_allclose(model(x, training=True), expected, atol=1e-6)
+
+
+def test_layers_of_nested_models_are_switched_too():
+    inner = keras.Sequential(
+        [keras.Input((8, 8, 16)), keras.layers.Conv2D(16, 3, padding="same"), keras.layers.BatchNormalization(),
+         keras.layers.Dropout(0.2)]
+    )  # fmt: skip
+    inputs = keras.Input((8, 8, 16))
+    model = keras.Model(inputs, keras.layers.BatchNormalization()(inner(inputs)))
+    assert fastpath.use_fast_ops(model) == {"filter_gradients": 1, "batchnorm": 2, "dropout": 1}
