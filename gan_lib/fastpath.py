@@ -62,8 +62,11 @@ MIN_IN_CHANNELS = 8
 MAX_GATHERED_TAPS = 16
 
 
-def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int, int]:
-    """(output size, padding before, padding after) of TensorFlow's "SAME" padding along one axis."""
+def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int, int]:
+    """(output size, padding before, padding after) of TensorFlow's "SAME" padding along one axis.
+
+    The output size is ``ceil(size / stride)``; an odd total padding puts the extra pixel after.
+    """
     out = -(-size // stride)
     total = max((out - 1) * stride + kernel - size, 0)
     return out, total // 2, total - total // 2
@@ -78,8 +81,8 @@ def filter_gradient(x: tf.Tensor, dy: tf.Tensor, kernel_size: tuple[int, int], s
     _, height, width, ci = x.shape
     co = dy.shape[-1]
     kh, kw = kernel_size
-    out_h, top, bottom = _same_padding(height, kh, stride)
-    out_w, left, right = _same_padding(width, kw, stride)
+    out_h, top, bottom = same_padding(height, kh, stride)
+    out_w, left, right = same_padding(width, kw, stride)
     if ci < MIN_IN_CHANNELS:
         return tf.raw_ops.Conv2DBackpropFilter(
             input=x, filter_sizes=[kh, kw, ci, co], out_backprop=dy,

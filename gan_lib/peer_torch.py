@@ -37,7 +37,6 @@ functions here, and :func:`import_torch` turns its absence into an
 
 from __future__ import annotations
 
-import math
 import os
 import statistics
 import time
@@ -46,6 +45,7 @@ from typing import Any
 import keras
 
 from gan_lib.checks import InputError
+from gan_lib.fastpath import same_padding
 from gan_lib.specs import ModelSpec, get_spec
 
 INSTALL_HINT = "pip install torch (or: pip install 'gan-kit[peer]')"
@@ -85,12 +85,11 @@ def same_conv_padding(size: int, kernel: int, stride: int) -> tuple[int, tuple[i
     ``before == after == 0``, else pad ``before``/``after`` explicitly (TF's
     split: the odd pixel after) and convolve with ``padding=0``.
     """
-    out = math.ceil(size / stride)
-    total = max((out - 1) * stride + kernel - size, 0)
-    sym = (total + 1) // 2
+    out, before, after = same_padding(size, kernel, stride)
+    sym = (before + after + 1) // 2
     if (size + 2 * sym - kernel) // stride + 1 == out:
         return sym, (0, 0)
-    return 0, (total // 2, total - total // 2)
+    return 0, (before, after)
 
 
 def same_transpose_padding(kernel: int, stride: int) -> tuple[int, int, int]:
