@@ -88,16 +88,15 @@ def filter_gradient(x: tf.Tensor, dy: tf.Tensor, kernel_size: tuple[int, int], s
             input=x, filter_sizes=[kh, kw, ci, co], out_backprop=dy,
             strides=[1, stride, stride, 1], padding="SAME",
         )  # fmt: skip
+    padded = tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]])
     if stride == 1 and kh * kw > MAX_GATHERED_TAPS:
         # Many taps: the columns would be kh·kw copies of the input; a convolution needs only transposes.
-        padded = tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]])
         images = tf.transpose(padded, [3, 1, 2, 0])  # (ci, Hp, Wp, B): ci "images" of B channels
         filters = tf.transpose(dy, [1, 2, 0, 3])  # (Ho, Wo, B, co)
         grad = tf.nn.conv2d(images, filters, 1, "VALID")  # (ci, kh, kw, co)
         return tf.transpose(grad, [1, 2, 0, 3])
     # im2col by one gather: row (i, j) of the columns holds the k×k taps that output (i, j) reads,
     # padded row s·i + a, column s·j + b for tap (a, b); "SAME" padding makes every index valid.
-    padded = tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]])
     padded_w = width + left + right
     taps = np.array(
         [[(stride * i + a) * padded_w + stride * j + b for a in range(kh) for b in range(kw)]
@@ -186,10 +185,11 @@ def fused_batchnorm_call(layer, inputs, training=None, mask=None):
     does. The moving mean and variance move as Keras moves them: by
     ``1 - momentum`` towards the batch's mean and its *biased* variance (the
     fused kernel returns the unbiased one, which is rescaled). Outside
-    training, with a mask, with renorm, or on another axis, Keras' own code runs.
+    training, with a mask, or on another axis, Keras' own code runs; layers
+    with renorm are never switched (:func:`use_fast_ops`).
     """
     channels_last = layer.axis % len(inputs.shape) == len(inputs.shape) - 1
-    if not (training and layer.trainable) or mask is not None or layer.renorm or not channels_last:
+    if not (training and layer.trainable) or mask is not None or not channels_last:
         return type(layer).call(layer, inputs, training=training, mask=mask)
     channels = inputs.shape[-1]
     x = inputs if len(inputs.shape) == 4 else tf.reshape(inputs, [-1, 1, 1, channels])
