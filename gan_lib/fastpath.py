@@ -214,9 +214,9 @@ def fast_dropout_call(layer, inputs, training=False):
     Kept elements are scaled by ``1 / (1 - rate)`` as Keras does. The draw
     comes from the layer's own ``SeedGenerator``, which advances one step per
     call as it does in Keras, so a checkpoint that restores it resumes the
-    same masks. Outside training, with a ``noise_shape`` or rate 0, Keras' own code runs.
+    same masks. Outside training, with a ``noise_shape``, or at rate 0 or 1, Keras' own code runs.
     """
-    if not training or layer.rate <= 0 or layer.noise_shape is not None:
+    if not training or not 0 < layer.rate < 1 or layer.noise_shape is not None:
         return type(layer).call(layer, inputs, training=training)
     seed = layer.seed_generator.next()
     seed = tf.cast(tf.math.floormod(seed, tf.int32.max - 1), tf.int32)  # as Keras' TF backend casts it

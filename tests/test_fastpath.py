@@ -197,3 +197,11 @@ def test_layers_of_nested_models_are_switched_too():
     inputs = keras.Input((8, 8, 16))
     model = keras.Model(inputs, keras.layers.BatchNormalization()(inner(inputs)))
     assert fastpath.use_fast_ops(model) == {"filter_gradients": 1, "batchnorm": 2, "dropout": 1}
+
+
+@pytest.mark.parametrize(("rate", "expected"), [(0.0, 1.0), (1.0, 0.0)])
+def test_fast_dropout_at_rate_0_and_1_does_what_keras_does(rate, expected):
+    inputs = keras.Input((4, 4, 2))
+    model = keras.Model(inputs, keras.layers.Dropout(rate)(inputs))
+    fastpath.use_fast_ops(model)
+    np.testing.assert_array_equal(model(tf.ones((3, 4, 4, 2)), training=True), expected)
