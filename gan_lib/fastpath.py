@@ -1,9 +1,10 @@
 """The train step's fast path: conv weight gradients on fast kernels, fused BatchNorm, cheaper Dropout masks.
 
 Three replacements for what Keras runs in a training step, each the same
-function (for Dropout: the same distribution) computed by faster kernels. :func:`use_fast_ops` switches a built
-model's layers over; :class:`gan_lib.training.GANTrainer` does it for the
-networks it trains. Only the layer objects change, never their weights, their
+function (for Dropout: the same distribution) computed by faster kernels.
+:func:`use_fast_ops` switches a built model's layers over;
+:class:`gan_lib.training.GANTrainer` and :class:`gan_lib.keras_gan.GAN` do it
+for the networks they train. Only the layer objects change, never their weights, their
 classes or what ``model.save`` writes; inference (``training=False``) runs
 Keras' own code.
 

@@ -149,10 +149,12 @@ class GANTrainer:
     takes the *global* batch, whose size must be a multiple of the number of
     replicas. None (or the default strategy): one device.
 
-    ``fast_ops``: run the networks' BatchNorm layers fused and, in bf16 on a
-    CPU, their conv weight gradients on faster kernels (:mod:`gan_lib.fastpath`:
-    the same arithmetic, measured faster; README, "Speed"). It switches the
-    layers of the models passed in; their weights and saved form do not change.
+    ``fast_ops``: run the networks' BatchNorm layers fused, draw Dropout masks
+    from 16 random bits, and, in bf16 on a CPU, compute the conv weight
+    gradients on faster kernels (:mod:`gan_lib.fastpath`: the same arithmetic,
+    for Dropout the same distribution, measured faster; README, "Speed"). It
+    switches the layers of the models passed in; their weights and saved form
+    do not change.
     """
 
     def __init__(

@@ -123,7 +123,8 @@ def main() -> None:
             plain = build_trainer(spec, recipe=spec.recipe, precision=args.precision, seed=0, fast_ops=False)
             if switches:
                 for model in (plain.generator, plain.discriminator):
-                    fastpath.use_fast_ops(model, **{"filter_gradients": False, "batchnorm": False, **switches})
+                    off = {"filter_gradients": False, "batchnorm": False, "dropout": False}
+                    fastpath.use_fast_ops(model, **{**off, **switches})
             trials[f"our step, {name}"] = (plain.train_step, batch, 1)
         for fn, inputs, _ in trials.values():
             bench.time_steps(fn, inputs, 2)
