@@ -54,6 +54,7 @@ class GAN(keras.Model):
         losses.check_discriminator_outputs_logits(discriminator)
         if fast_ops:  # as GANTrainer does: the same arithmetic on faster kernels (gan_lib.fastpath)
             fastpath.prepare_for_training(generator, discriminator)
+        self.fast_ops = fast_ops
         self.generator = generator
         self.discriminator = discriminator
         self.latent_dim = latent_dim
@@ -94,7 +95,7 @@ class GAN(keras.Model):
         self._noise_state.assign(self.noise_rng.state)
         result = gan_train_step(
             self.generator, self.discriminator, self.g_optimizer, self.d_optimizer,
-            images, labels, noise, self.label_smoothing,
+            images, labels, noise, self.label_smoothing, fused_updates=self.fast_ops,
         )  # fmt: skip
         for name, value in result.items():
             self.trackers[name].update_state(value)

@@ -98,13 +98,17 @@ def gan_train_step(
     labels: tf.Tensor | None,
     noise: tf.Tensor,
     label_smoothing: float = 0.0,
+    *,
+    fused_updates: bool = False,
 ) -> dict[str, tf.Tensor]:
     """One simultaneous update of D and G. The core shared by every training path.
 
     ``images``: (B, H, W, C) float in [-1, 1]; ``labels``: (B,) int or None;
     ``noise``: (B, latent_dim). Returns scalar tensors ``d_loss``, ``g_loss``,
     ``d_real_acc`` (share of real images with logit > 0) and ``d_fake_acc``
-    (share of fakes with logit < 0).
+    (share of fakes with logit < 0). ``fused_updates``: apply a plain Adam as
+    one TensorFlow kernel per variable (:func:`gan_lib.fastpath.apply_gradients`,
+    the same update); otherwise, and for any other optimiser, Keras' own.
 
     Inside ``strategy.run`` B is the replica's share of the global batch; the
     returned values are then this replica's means, and the gradients are taken
@@ -125,8 +129,8 @@ def gan_train_step(
         scaled_d_loss = d_optimizer.scale_loss(distribute.replica_share(d_loss))
     g_grads = g_tape.gradient(scaled_g_loss, generator.trainable_variables)
     d_grads = d_tape.gradient(scaled_d_loss, discriminator.trainable_variables)
-    g_optimizer.apply_gradients(zip(g_grads, generator.trainable_variables))
-    d_optimizer.apply_gradients(zip(d_grads, discriminator.trainable_variables))
+    fastpath.apply_gradients(g_optimizer, g_grads, generator.trainable_variables, fused=fused_updates)
+    fastpath.apply_gradients(d_optimizer, d_grads, discriminator.trainable_variables, fused=fused_updates)
     return {
         "d_loss": d_loss,
         "g_loss": g_loss,
@@ -150,7 +154,7 @@ class GANTrainer:
     replicas. None (or the default strategy): one device.
 
     ``fast_ops``: run the networks' BatchNorm layers fused, draw Dropout masks
-    from 16 random bits, and, in bf16 on a CPU, compute the conv weight
+    from 16 random bits, apply Adam as one kernel per variable, and, in bf16 on a CPU, compute the conv weight
     gradients on faster kernels (:mod:`gan_lib.fastpath`: the same arithmetic,
     for Dropout the same distribution, measured faster; README, "Speed"). It
     switches the layers of the models passed in; their weights and saved form
@@ -170,6 +174,7 @@ class GANTrainer:
         fast_ops: bool = True,
     ) -> None:
         self.strategy = distribute.normalize(strategy)
+        self.fast_ops = fast_ops
         self.recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
         checks.check_latent_dim(generator, latent_dim)
         losses.check_discriminator_outputs_logits(discriminator)
@@ -265,6 +270,12 @@ class GANTrainer:
             for ema_var, var in zip(self.ema_generator.non_trainable_variables, self.generator.non_trainable_variables):
                 ema_var.assign(var)
 
+    def set_learning_rate_scale(self, scale: float) -> None:
+        """Set both optimisers' learning rates to the recipe's rates times ``scale`` (see ``Recipe.lr_decay_from``)."""
+        for optimizer, rate in ((self.g_optimizer, self.recipe.g_learning_rate),
+                                (self.d_optimizer, self.recipe.d_learning_rate)):  # fmt: skip
+            optimizer.learning_rate = rate * scale
+
     def scope(self) -> AbstractContextManager:
         """The strategy's scope (a no-op context without one), for creating or restoring state."""
         return distribute.strategy_scope(self.strategy)
@@ -277,7 +288,7 @@ class GANTrainer:
         """The update on one device's batch: the whole batch, or a replica's share under ``strategy.run``."""
         result = gan_train_step(
             self.generator, self.discriminator, self.g_optimizer, self.d_optimizer,
-            images, labels, noise, self.recipe.label_smoothing,
+            images, labels, noise, self.recipe.label_smoothing, fused_updates=self.fast_ops,
         )  # fmt: skip
         if self.ema_generator is not None:
             # Per replica: every replica's copy of G has just received the same all-reduced update.
@@ -456,6 +467,9 @@ def train(
     ``tensorboard``: also log the record's numbers and the grid to
     ``run_dir/tensorboard`` (``tensorboard --logdir run_dir/tensorboard``).
     ``hflip``: mirror a random half of each epoch's images (faces; not digits).
+    A recipe with ``lr_decay_from`` sets both learning rates at the start of each
+    epoch from (epoch, ``epochs``), so a resumed run decays as the unbroken one
+    would, given the same ``epochs``.
     In Jupyter, one output area shows the latest grid, the curves and the ETA.
 
     With a strategy (``trainer.strategy``), ``batch_size`` is the global batch
@@ -499,6 +513,8 @@ def train(
 
     for epoch in range(start_epoch + 1, epochs + 1):
         started = time.perf_counter()
+        lr_scale = trainer.recipe.learning_rate_scale(epoch, epochs)
+        trainer.set_learning_rate_scale(lr_scale)
         batches = iterate_batches(images, labels, batch_size, seed=trainer.seed, epoch=epoch, steps=steps, hflip=hflip)
         progbar = keras.utils.Progbar(steps, verbose=verbose, stateful_metrics=["d_loss", "g_loss"])
         sums = {"d_loss": 0.0, "g_loss": 0.0, "d_real_acc": 0.0, "d_fake_acc": 0.0}
@@ -514,6 +530,8 @@ def train(
                 pending.clear()
                 progbar.update(step, [("d_loss", values["d_loss"]), ("g_loss", values["g_loss"])])
         record: dict[str, Any] = {"epoch": epoch, **{k: round(v / steps, 5) for k, v in sums.items()}}
+        if trainer.recipe.lr_decay_from is not None:
+            record["lr_scale"] = round(lr_scale, 5)
         trainer.epoch.assign(epoch)
         # On every worker, not just the chief: a BN-recalibrated sampler then holds the same statistics everywhere.
         grid_images = trainer.generate(noise, grid_labels)

@@ -205,3 +205,46 @@ def test_fast_dropout_at_rate_0_and_1_does_what_keras_does(rate, expected):
     model = keras.Model(inputs, keras.layers.Dropout(rate)(inputs))
     fastpath.use_fast_ops(model)
     np.testing.assert_array_equal(model(tf.ones((3, 4, 4, 2)), training=True), expected)
+
+
+def _adam_pair(**kwargs):
+    """Two identical small models, each with its own Adam(**kwargs), built."""
+    keras.utils.set_random_seed(0)
+    first = keras.Sequential([keras.Input((6,)), keras.layers.Dense(5), keras.layers.Dense(3)])
+    second = keras.models.clone_model(first)
+    second.set_weights(first.get_weights())
+    optimizers = []
+    for model in (first, second):
+        optimizer = keras.optimizers.Adam(2e-3, beta_1=0.5, **kwargs)
+        optimizer.build(model.trainable_variables)
+        optimizers.append(optimizer)
+    return (first, optimizers[0]), (second, optimizers[1])
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"clipnorm": 0.1}])
+def test_fused_adam_gives_keras_adams_weights_moments_and_step_count(kwargs):
+    (keras_model, keras_opt), (fused_model, fused_opt) = _adam_pair(**kwargs)
+
+    @tf.function
+    def keras_update(grads):
+        keras_opt.apply_gradients(zip(grads, keras_model.trainable_variables))
+
+    @tf.function
+    def fused_update(grads):
+        fastpath.apply_gradients(fused_opt, grads, fused_model.trainable_variables)
+
+    rng = np.random.default_rng(1)
+    for step in range(6):
+        grads = [tf.constant(rng.normal(size=v.shape), tf.float32) for v in keras_model.trainable_variables]
+        keras_update(grads)
+        fused_update(grads)
+        for optimizer in (keras_opt, fused_opt):  # a learning rate that changes between steps, as decay does
+            optimizer.learning_rate = 2e-3 / (step + 2)
+    assert int(fused_opt.iterations) == int(keras_opt.iterations) == 6
+    for a, b in zip(keras_model.get_weights(), fused_model.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    for a, b in zip(keras_opt.variables, fused_opt.variables):  # m, v: the same sums, added in another order
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-8)
+    # The fused kernel only for a plain Adam: with clipping the update is Keras' own (and clipped).
+    ops = {op.type for op in fused_update.get_concrete_function(grads).graph.get_operations()}
+    assert ("ResourceApplyAdam" in ops) == (not kwargs)
