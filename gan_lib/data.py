@@ -492,6 +492,21 @@ def make_dataset(
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
+def _epoch_tensors(images, labels, batch_size, seed, epoch, steps, hflip):
+    """(uint8 images (S·B, H, W, C), int32 labels (S·B,) or None, S) in this epoch's order, as tensors."""
+    import tensorflow as tf
+
+    steps = len(images) // batch_size if steps is None else min(steps, len(images) // batch_size)
+    order = epoch_order(len(images), seed, epoch)[: steps * batch_size]
+    chosen = images[order]
+    if hflip:
+        flip = np.random.default_rng([seed, epoch, 1]).random(len(chosen)) < 0.5
+        chosen[flip] = chosen[flip, :, ::-1]
+    x = tf.constant(chosen)
+    y = None if labels is None else tf.constant(labels[order].astype(np.int32))
+    return x, y, steps
+
+
 def iterate_batches(
     images: np.ndarray,
     labels: np.ndarray | None,
@@ -511,19 +526,37 @@ def iterate_batches(
     ``hflip``: mirror a random half of the images left-right, chosen by
     (seed, epoch) like the order, so a resumed run sees the same batches.
     """
-    import tensorflow as tf
-
-    steps = len(images) // batch_size if steps is None else min(steps, len(images) // batch_size)
-    order = epoch_order(len(images), seed, epoch)[: steps * batch_size]
-    chosen = images[order]
-    if hflip:
-        flip = np.random.default_rng([seed, epoch, 1]).random(len(chosen)) < 0.5
-        chosen[flip] = chosen[flip, :, ::-1]
-    x = tf.constant(chosen)
-    y = None if labels is None else tf.constant(labels[order].astype(np.int32))
+    x, y, steps = _epoch_tensors(images, labels, batch_size, seed, epoch, steps, hflip)
     for i in range(steps):
         batch = to_unit_range(x[i * batch_size : (i + 1) * batch_size])
         yield batch if y is None else (batch, y[i * batch_size : (i + 1) * batch_size])
+
+
+def iterate_batch_stacks(
+    images: np.ndarray,
+    labels: np.ndarray | None,
+    batch_size: int,
+    per_stack: int,
+    *,
+    seed: int = 0,
+    epoch: int = 0,
+    steps: int | None = None,
+    hflip: bool = False,
+):
+    """The batches of :func:`iterate_batches`, in the same order, ``per_stack`` at a time.
+
+    Yields ``images`` (k, B, H, W, C) float32 in [-1, 1], or ``(images, labels)``
+    with labels (k, B) int32, where k is ``per_stack``, or what is left for the
+    epoch's last stack. For :meth:`gan_lib.training.GANTrainer.train_steps`.
+    """
+    import tensorflow as tf
+
+    x, y, steps = _epoch_tensors(images, labels, batch_size, seed, epoch, steps, hflip)
+    for first in range(0, steps, per_stack):
+        k = min(per_stack, steps - first)
+        rows = slice(first * batch_size, (first + k) * batch_size)
+        stack = to_unit_range(tf.reshape(x[rows], (k, batch_size, *images.shape[1:])))
+        yield stack if y is None else (stack, tf.reshape(y[rows], (k, batch_size)))
 
 
 # --------------------------------------------------------------------------- folders of images

@@ -41,11 +41,14 @@ import numpy as np
 import tensorflow as tf
 
 from gan_lib import checks, distribute, fastpath, losses, viz
-from gan_lib.data import iterate_batches
+from gan_lib.data import iterate_batch_stacks, iterate_batches
 from gan_lib.io import atomic_path, atomic_write_json
 from gan_lib.specs import DEFAULT_RECIPE, Recipe, get_recipe
 
 HISTORY_KEYS = ("epoch", "d_loss", "g_loss", "d_real_acc", "d_fake_acc", "seconds")
+STEP_KEYS = ("d_loss", "g_loss", "d_real_acc", "d_fake_acc")  # what one train step returns
+# Train steps per compiled call in `train` (one device): measured faster than one per call (README, "Speed").
+STEPS_PER_CALL = 8
 
 
 _STOP = {"requested": False}
@@ -206,6 +209,7 @@ class GANTrainer:
             self._create_state(generator, discriminator, seed)
         step = self._step if self.strategy is None else self._distributed_step
         self._compiled_step = tf.function(step, jit_compile=False)
+        self._compiled_steps = tf.function(self._steps, jit_compile=False, reduce_retracing=True)
         self.invalidate_sampler()
         self._input_checked = False
 
@@ -284,6 +288,15 @@ class GANTrainer:
         noise = self.noise_rng.normal([tf.shape(images)[0], self.latent_dim])
         return self._replica_step(images, labels, noise)
 
+    def _steps(self, images, labels=None):
+        """``_step`` on each batch of a stack (k, B, ...), in order, in one graph; each value stacked to (k,)."""
+        count = tf.shape(images)[0]
+        values = {key: tf.TensorArray(tf.float32, size=count) for key in STEP_KEYS}
+        for i in tf.range(count):
+            result = self._step(images[i], None if labels is None else labels[i])
+            values = {key: values[key].write(i, tf.cast(result[key], tf.float32)) for key in STEP_KEYS}
+        return {key: array.stack() for key, array in values.items()}
+
     def _replica_step(self, images, labels, noise):
         """The update on one device's batch: the whole batch, or a replica's share under ``strategy.run``."""
         result = gan_train_step(
@@ -330,6 +343,33 @@ class GANTrainer:
                 raise checks.InputError("this is a conditional GAN: pass the batch's labels to train_step.")
             return self._compiled_step(images, labels)
         return self._compiled_step(images)
+
+    def train_steps(self, images, labels=None) -> dict[str, tf.Tensor]:
+        """k steps in one compiled call: the same updates as ``train_step`` on each batch of a stack, in order.
+
+        ``images``: (k, B, H, W, C) in [-1, 1]; ``labels``: (k, B) ints for a
+        cGAN. Returns each step's values (see :func:`gan_train_step`), each of
+        shape (k,). One call instead of k saves k - 1 dispatches of the graph,
+        and the noise is drawn inside it as ``train_step`` draws it, so the
+        result is that of k ``train_step`` calls. One device only: under a
+        strategy, call ``train_step`` per batch.
+        """
+        if self.strategy is not None:
+            raise checks.InputError("train_steps runs on one device; under a strategy call train_step per batch.")
+        if len(images.shape) != len(self.image_shape) + 2:
+            raise checks.InputError(
+                f"train_steps takes a stack of batches (k, B, {', '.join(map(str, self.image_shape))}), "
+                f"got shape {tuple(images.shape)}; for one batch call train_step."
+            )
+        if not self._input_checked:
+            checks.check_unit_images(images[0], self.image_shape, name="the batches passed to train_steps")
+            self._input_checked = True
+        self.invalidate_sampler()
+        if self.conditional:
+            if labels is None:
+                raise checks.InputError("this is a conditional GAN: pass the batches' labels to train_steps.")
+            return self._compiled_steps(images, labels)
+        return self._compiled_steps(images)
 
     def generate(self, noise: np.ndarray, labels: np.ndarray | None = None, batch_size: int = 500) -> np.ndarray:
         """Images (N, H, W, C) in [-1, 1] from ``sampler`` in inference mode (``training=False``)."""
@@ -447,6 +487,7 @@ def train(
     grid: tuple[int, int] = (4, 4),
     class_names: Sequence[str] | None = None,
     steps_per_epoch: int | None = None,
+    steps_per_call: int = STEPS_PER_CALL,
     epoch_callbacks: Sequence[Callable[[int, dict[str, Any]], None]] = (),
     tensorboard: bool = False,
     hflip: bool = False,
@@ -461,6 +502,9 @@ def train(
     ``generator.keras``, the sampling generator), and ``progress.gif`` at the end.
     If ``run_dir`` already holds a checkpoint, training resumes from it.
 
+    ``steps_per_call``: train steps per compiled call
+    (:meth:`GANTrainer.train_steps`; the same updates as one call per step).
+    Under a strategy, always one.
     ``epoch_callbacks``: functions ``f(epoch, record)`` called after each
     epoch; they may add keys (metrics) to the record before it is saved, and
     raise :class:`StopTraining` to end training after this epoch.
@@ -508,6 +552,7 @@ def train(
     noise, grid_labels = grid_inputs(rows * cols, trainer.latent_dim, trainer.seed, trainer.num_classes, cols)
     titles = list(class_names)[:cols] if (trainer.conditional and class_names) else None
     steps = len(images) // batch_size if steps_per_epoch is None else min(steps_per_epoch, len(images) // batch_size)
+    per_call = 1 if trainer.strategy is not None else max(1, int(steps_per_call))
     writer = tf.summary.create_file_writer(str(run_dir / "tensorboard")) if tensorboard and chief else None
     live = viz.LiveDisplay.create() if verbose and chief else None
 
@@ -515,18 +560,28 @@ def train(
         started = time.perf_counter()
         lr_scale = trainer.recipe.learning_rate_scale(epoch, epochs)
         trainer.set_learning_rate_scale(lr_scale)
-        batches = iterate_batches(images, labels, batch_size, seed=trainer.seed, epoch=epoch, steps=steps, hflip=hflip)
+        order = {"seed": trainer.seed, "epoch": epoch, "steps": steps, "hflip": hflip}
+        if per_call > 1:  # stacks of per_call batches, one compiled call each
+            batches = iterate_batch_stacks(images, labels, batch_size, per_call, **order)
+            run_steps = trainer.train_steps
+        else:
+            batches = iterate_batches(images, labels, batch_size, **order)
+            run_steps = trainer.train_step
         progbar = keras.utils.Progbar(steps, verbose=verbose, stateful_metrics=["d_loss", "g_loss"])
-        sums = {"d_loss": 0.0, "g_loss": 0.0, "d_real_acc": 0.0, "d_fake_acc": 0.0}
+        sums = dict.fromkeys(STEP_KEYS, 0.0)
         pending: list[dict[str, tf.Tensor]] = []
-        for step, batch in enumerate(batches, start=1):
+        step = 0
+        for batch in batches:
             _raise_if_stop_requested()
-            pending.append(trainer.train_step(*batch) if trainer.conditional else trainer.train_step(batch))
-            if step % 10 == 0 or step == steps:  # sync with the device only now and then
-                values = {k: float(np.mean([float(p[k]) for p in pending])) for k in sums}
+            pending.append(run_steps(*batch) if trainer.conditional else run_steps(batch))
+            done = step
+            step += int((batch[0] if trainer.conditional else batch).shape[0]) if per_call > 1 else 1
+            if step // 10 > done // 10 or step == steps:  # sync with the device only every 10 steps or so
+                per_step = {k: np.concatenate([np.ravel(p[k]) for p in pending]) for k in sums}
+                values = {k: float(np.mean(v)) for k, v in per_step.items()}
                 _check_finite(values, epoch, step)
                 for k in sums:
-                    sums[k] += values[k] * len(pending)
+                    sums[k] += float(np.sum(per_step[k]))
                 pending.clear()
                 progbar.update(step, [("d_loss", values["d_loss"]), ("g_loss", values["g_loss"])])
         record: dict[str, Any] = {"epoch": epoch, **{k: round(v / steps, 5) for k, v in sums.items()}}

@@ -11,7 +11,7 @@ else tells how much any cut outside the convolutions can buy at most.
 ``--trials`` times, interleaved in one process with the tutorial's step:
 our step as it is; eight of our steps in one ``tf.function`` call (noise
 drawn inside, one dispatch for eight steps); and our step with the fast
-path's parts (:mod:`gan_lib.fastpath`) off, and with each part alone. Thread settings and oneDNN
+path's parts (:mod:`gan_lib.fastpath`) off, with each part alone, and with each part left out. Thread settings and oneDNN
 itself are process-wide, so compare them by running the command again with
 ``GAN_LIB_INTER_OP_THREADS=1`` or ``TF_ENABLE_ONEDNN_OPTS=0`` in the environment.
 """
@@ -32,8 +32,7 @@ import tensorflow as tf
 from gan_lib import bench, fastpath, hardware
 from gan_lib.runs import build_trainer
 from gan_lib.specs import get_spec
-
-STEPS_PER_CALL = 8
+from gan_lib.training import STEPS_PER_CALL
 
 
 def op_breakdown(trainer, batch, steps: int = 5) -> tuple[float, dict[str, float]]:
@@ -61,19 +60,6 @@ def op_breakdown(trainer, batch, steps: int = 5) -> tuple[float, dict[str, float
                 if op_type and op_type != "Process":  # "Process" spans whole executor runs, not ops
                     per_type[op_type] += event.duration_ps / 1e9 / steps
     return wall * 1000, dict(per_type)
-
-
-def multi_step_fn(trainer, k: int):
-    """``k`` of the trainer's steps in one compiled call, on a stack of ``k`` batches (k, B, H, W, C)."""
-
-    @tf.function
-    def run(stack):
-        out = {key: 0.0 for key in ("d_loss", "g_loss", "d_real_acc", "d_fake_acc")}
-        for i in tf.range(k):
-            out = trainer._step(stack[i])
-        return out
-
-    return run
 
 
 def main() -> None:
@@ -108,23 +94,26 @@ def main() -> None:
     if args.trials:
         tutorial = bench.TutorialStep(spec, spec.batch_size)
         stack = tf.constant(rng.uniform(-1, 1, (STEPS_PER_CALL, spec.batch_size, *spec.image_shape)).astype(np.float32))
-        multi = multi_step_fn(trainer, STEPS_PER_CALL)
         trials = {
             "tutorial step": (tutorial, batch, 1),
             "our step": (trainer.train_step, batch, 1),
-            f"our step, {STEPS_PER_CALL} per call": (multi, (stack,), STEPS_PER_CALL),
+            f"our step, {STEPS_PER_CALL} per call": (trainer.train_steps, (stack,), STEPS_PER_CALL),
         }
-        # The fast path's parts (gan_lib.fastpath), each alone: same seed, same networks, Keras' ops otherwise.
-        parts = {"no fast ops": {}, "fused BatchNorm only": {"batchnorm": True}}
-        if args.precision == "bf16":
-            parts["fast weight gradients only"] = {"filter_gradients": True}
-        for name, switches in parts.items():
+        # The fast path's parts (gan_lib.fastpath), each alone and each left out: same seed, same networks,
+        # Keras' ops otherwise. Layer switches (use_fast_ops) and whether Adam runs fused.
+        layer_parts = ["batchnorm", "dropout"] + (["filter_gradients"] if args.precision == "bf16" else [])
+        parts = {"no fast ops": ((), False), "fused Adam only": ((), True)}
+        parts.update({f"{part} only": ((part,), False) for part in layer_parts})
+        parts.update({f"all but {part}": (tuple(p for p in layer_parts if p != part), True) for part in layer_parts})
+        parts["all but fused Adam"] = (tuple(layer_parts), False)
+        for name, (switched, fused_adam) in parts.items():
             keras.utils.set_random_seed(0)
             plain = build_trainer(spec, recipe=spec.recipe, precision=args.precision, seed=0, fast_ops=False)
-            if switches:
-                for model in (plain.generator, plain.discriminator):
-                    off = {"filter_gradients": False, "batchnorm": False, "dropout": False}
-                    fastpath.use_fast_ops(model, **{**off, **switches})
+            plain.fast_ops = fused_adam  # read when the step is first traced, below
+            for model in (plain.generator, plain.discriminator):
+                fastpath.use_fast_ops(
+                    model, **{part: part in switched for part in ("batchnorm", "dropout", "filter_gradients")}
+                )
             trials[f"our step, {name}"] = (plain.train_step, batch, 1)
         for fn, inputs, _ in trials.values():
             bench.time_steps(fn, inputs, 2)

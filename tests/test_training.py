@@ -10,9 +10,18 @@ import tensorflow as tf
 
 from gan_lib import losses
 from gan_lib.checks import InputError
+from gan_lib.data import to_unit_range
 from gan_lib.models import build_discriminator, build_generator
 from gan_lib.specs import get_recipe
-from gan_lib.training import HISTORY_KEYS, GANTrainer, NonFiniteLossError, StopTraining, grid_inputs, train
+from gan_lib.training import (
+    HISTORY_KEYS,
+    STEP_KEYS,
+    GANTrainer,
+    NonFiniteLossError,
+    StopTraining,
+    grid_inputs,
+    train,
+)
 
 LATENT = 16
 
@@ -250,3 +259,35 @@ def test_resumed_decay_run_sets_the_rates_the_unbroken_run_reaches(tmp_path, mni
     assert [h["lr_scale"] for h in history] == pytest.approx([1.0, 1.0, 2 / 3, 1 / 3], abs=1e-5)
     for optimizer in (rest.g_optimizer, rest.d_optimizer):
         assert float(optimizer.learning_rate) == pytest.approx(2e-4 / 3)
+
+
+@pytest.mark.parametrize("conditional", [False, True])
+def test_steps_in_one_call_update_as_one_call_per_step(conditional, mnist_sample, fashion_sample):
+    sample = fashion_sample if conditional else mnist_sample
+    x = to_unit_range(sample.x_train[: 3 * 32].reshape(3, 32, 28, 28, 1))
+    y = tf.constant(sample.y_train[: 3 * 32].reshape(3, 32).astype(np.int32)) if conditional else None
+    one_by_one, stacked = small_trainer(conditional, seed=4), small_trainer(conditional, seed=4)
+    singles = [one_by_one.train_step(x[i], *([y[i]] if conditional else [])) for i in range(3)]
+    together = stacked.train_steps(x, y)
+    for key in STEP_KEYS:
+        assert together[key].shape == (3,)
+        np.testing.assert_allclose(together[key], [float(s[key]) for s in singles], rtol=1e-4, atol=1e-6)
+    for a, b in zip(all_state(one_by_one), all_state(stacked)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    with pytest.raises(InputError, match="stack of batches"):
+        stacked.train_steps(x[0], None if y is None else y[0])
+
+
+def test_train_loop_gives_the_same_run_with_any_steps_per_call(tmp_path, mnist_sample):
+    x = mnist_sample.x_train[: 7 * 32]  # 7 steps: stacks of 3, 3 and 1
+    histories, states = [], []
+    for per_call in (1, 3):
+        trainer = small_trainer(seed=6)
+        histories.append(train(trainer, x, epochs=1, run_dir=tmp_path / str(per_call), batch_size=32,
+                               steps_per_call=per_call, verbose=0))  # fmt: skip
+        states.append(all_state(trainer))
+        assert int(trainer.g_optimizer.iterations) == 7
+    for key in STEP_KEYS:
+        assert histories[1][0][key] == pytest.approx(histories[0][0][key], rel=1e-3, abs=1e-5)
+    for a, b in zip(*states):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
