@@ -268,8 +268,13 @@ class GANTrainer:
         step = tf.cast(self.ema_steps.assign_add(1), tf.float32)
         # Warm-up: early on the average forgets fast, so it is not stuck near the random init.
         decay = tf.minimum(float(self.recipe.ema_decay), (1.0 + step) / (10.0 + step))
-        for ema_var, var in zip(self.ema_generator.trainable_variables, self.generator.trainable_variables):
-            ema_var.assign_sub((1.0 - decay) * (ema_var - var))
+        pairs = zip(self.ema_generator.trainable_variables, self.generator.trainable_variables)
+        if self.fast_ops and not tf.distribute.has_strategy():  # one pass fewer over the weights
+            for ema_var, var in pairs:
+                tf.raw_ops.ResourceApplyGradientDescent(var=ema_var.handle, alpha=1.0 - decay, delta=ema_var - var)
+        else:
+            for ema_var, var in pairs:
+                ema_var.assign_sub((1.0 - decay) * (ema_var - var))
         if not self.recipe.bn_recalibration:  # else the sampler's statistics are re-estimated when it is used
             for ema_var, var in zip(self.ema_generator.non_trainable_variables, self.generator.non_trainable_variables):
                 ema_var.assign(var)
