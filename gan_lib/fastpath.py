@@ -162,11 +162,18 @@ def conv2d_transpose(x: tf.Tensor, kernel: tf.Tensor, stride: int) -> tf.Tensor:
 
 
 def _supported(layer: keras.layers.Layer) -> bool:
-    """A 2-D, channels-last, "same"-padded, undilated, ungrouped layer with one stride for both axes."""
+    """A 2-D, channels-last, "same"-padded, undilated, ungrouped layer with one stride for both axes.
+
+    Not one whose weight gradient :func:`filter_gradient` would leave to TensorFlow's kernel anyway (fewer
+    than :data:`MIN_IN_CHANNELS` channels on the gradient's input side: a Conv2D's input, a Conv2DTranspose's
+    output; kernel axis 2 for both): such a layer keeps Keras' own graph, which TensorFlow's graph rewriter
+    knows how to fuse with its bias and activation.
+    """
     if not isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose)):
         return False
     plain = (
-        layer.padding == "same"
+        layer.kernel.shape[2] >= MIN_IN_CHANNELS
+        and layer.padding == "same"
         and layer.data_format == "channels_last"
         and tuple(layer.dilation_rate) == (1, 1)
         and layer.strides[0] == layer.strides[1]

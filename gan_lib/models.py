@@ -184,8 +184,11 @@ def build_discriminator(
                 [x, _label_plane(label, num_classes, height, width, embedding_dim, "d")]
             )
         for i, f in enumerate(filters):
-            x = layers.Conv2D(f, kernel_size, strides=2, padding="same", kernel_initializer=init)(x)
-            if batchnorm and i > 0:
+            normalised = batchnorm and i > 0  # BatchNorm subtracts the batch mean, so a bias before it does nothing
+            x = layers.Conv2D(
+                f, kernel_size, strides=2, padding="same", use_bias=not normalised, kernel_initializer=init
+            )(x)
+            if normalised:
                 x = layers.BatchNormalization(synchronized=synchronized_batchnorm)(x)
             x = _activation(activation)(x)
             if dropout:

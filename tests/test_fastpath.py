@@ -31,7 +31,7 @@ def _max_rel_diff(a, b) -> float:
 CONV_CASES = [
     # (layer, input shape, kernel, stride, filters): every conv of the kit's networks, odd sizes and strides,
     # and both ways of computing the weight gradient (im2col, and the swapped convolution for 5×5 at stride 1)
-    (keras.layers.Conv2D, (4, 28, 28, 1), 4, 2, 64),  # too few input channels: TensorFlow's own kernel
+    (keras.layers.Conv2D, (4, 28, 28, 1), 4, 2, 64),  # too few input channels: left to Keras
     (keras.layers.Conv2D, (4, 14, 14, 64), 4, 2, 128),
     (keras.layers.Conv2D, (4, 7, 7, 128), 4, 2, 256),  # odd size: uneven padding
     (keras.layers.Conv2D, (3, 9, 9, 16), 3, 1, 8),
@@ -41,7 +41,7 @@ CONV_CASES = [
     (keras.layers.Conv2DTranspose, (4, 7, 7, 256), 4, 1, 128),
     (keras.layers.Conv2DTranspose, (4, 7, 7, 64), 5, 1, 32),
     (keras.layers.Conv2DTranspose, (4, 7, 7, 128), 4, 2, 64),
-    (keras.layers.Conv2DTranspose, (4, 14, 14, 64), 4, 2, 1),
+    (keras.layers.Conv2DTranspose, (4, 14, 14, 64), 4, 2, 1),  # one output channel: left to Keras
     (keras.layers.Conv2DTranspose, (4, 4, 4, 32), 5, 2, 16),
 ]
 
@@ -53,11 +53,23 @@ def test_fast_weight_gradients_equal_tensorflows(layer_cls, shape, kernel, strid
     model = keras.Model(inputs, layer_cls(filters, kernel, strides=stride, padding="same")(inputs))
     x = tf.random.normal(shape)
     before = _outputs_and_gradients(model, x)
-    assert fastpath.use_fast_ops(model) == {"filter_gradients": 1, "batchnorm": 0, "dropout": 0}
+    # The gradient's input side: a Conv2D's input channels, a Conv2DTranspose's output channels.
+    channels = shape[-1] if layer_cls is keras.layers.Conv2D else filters
+    switched = int(channels >= fastpath.MIN_IN_CHANNELS)
+    assert fastpath.use_fast_ops(model) == {"filter_gradients": switched, "batchnorm": 0, "dropout": 0}
     after = _outputs_and_gradients(model, x)
     for a, b in zip(before, after):
         assert a.shape == b.shape
         assert _max_rel_diff(a, b) < 1e-5
+
+
+def test_filter_gradient_with_few_input_channels_is_tensorflows():
+    x, dy = tf.random.normal((4, 28, 28, 1), seed=2), tf.random.normal((4, 14, 14, 64), seed=3)
+    kernel = tf.Variable(tf.random.normal((4, 4, 1, 64), seed=4))
+    with tf.GradientTape() as tape:
+        y = tf.nn.conv2d(x, kernel, 2, "SAME")
+    expected = tape.gradient(y, kernel, output_gradients=dy)
+    assert _max_rel_diff(expected, fastpath.filter_gradient(x, dy, (4, 4), 2)) < 1e-6
 
 
 def test_filter_gradient_in_bf16_stays_within_bf16_rounding_of_float32():
