@@ -26,10 +26,6 @@ class Recipe:
     Yazıcı et al., 2019), which smooths out the generator's step-to-step jitter.
     ``bn_recalibration``: re-estimate the sampler's BatchNorm statistics
     before it draws in inference mode (see :func:`gan_lib.training.recalibrate_batchnorm`).
-    ``lr_decay_from``: if set, the share of the run's epochs trained at the full
-    learning rates; after it both rates fall linearly, epoch by epoch, towards
-    zero at the end of the run (:meth:`learning_rate_scale`). The late, small
-    steps settle G into sharper samples than a constant rate does.
     """
 
     name: str
@@ -39,25 +35,6 @@ class Recipe:
     ema_decay: float | None = None
     label_smoothing: float = 0.0
     bn_recalibration: bool = False
-    lr_decay_from: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.lr_decay_from is not None and not 0.0 <= self.lr_decay_from < 1.0:
-            raise ValueError(f"lr_decay_from must be in [0, 1), got {self.lr_decay_from}")
-
-    def learning_rate_scale(self, epoch: int, epochs: int) -> float:
-        """The factor on both learning rates during ``epoch`` (1-based) of a run of ``epochs`` epochs.
-
-        1.0 throughout without ``lr_decay_from``. With it, 1.0 up to epoch
-        ``round(lr_decay_from * epochs)``, then ``(epochs - epoch + 1) / (epochs - that + 1)``:
-        for 50 epochs and 0.5, 25/26 in epoch 26 down to 1/26 in epoch 50.
-        """
-        if self.lr_decay_from is None:
-            return 1.0
-        full = round(self.lr_decay_from * epochs)
-        if epoch <= full:
-            return 1.0
-        return max(epochs - epoch + 1, 1) / (epochs - full + 1)
 
     def make_optimizers(self) -> tuple[keras.optimizers.Optimizer, keras.optimizers.Optimizer]:
         """(generator optimizer, discriminator optimizer)."""
@@ -78,8 +55,6 @@ RECIPES: dict[str, Recipe] = {
     # The tutorial's optimiser, sampled through an EMA of G's weights: the training trajectory is the
     # tutorial's own (the EMA never feeds back), only the sampler differs.
     "tutorial-ema": Recipe("tutorial-ema", 1e-4, 1e-4, 0.9, ema_decay=0.999, bn_recalibration=True),
-    # "dcgan", with both learning rates falling linearly to zero over the run's second half.
-    "dcgan-decay": Recipe("dcgan-decay", 2e-4, 2e-4, 0.5, ema_decay=0.999, bn_recalibration=True, lr_decay_from=0.5),
 }
 DEFAULT_RECIPE = "dcgan"
 

@@ -279,12 +279,6 @@ class GANTrainer:
             for ema_var, var in zip(self.ema_generator.non_trainable_variables, self.generator.non_trainable_variables):
                 ema_var.assign(var)
 
-    def set_learning_rate_scale(self, scale: float) -> None:
-        """Set both optimisers' learning rates to the recipe's rates times ``scale`` (see ``Recipe.lr_decay_from``)."""
-        for optimizer, rate in ((self.g_optimizer, self.recipe.g_learning_rate),
-                                (self.d_optimizer, self.recipe.d_learning_rate)):  # fmt: skip
-            optimizer.learning_rate = rate * scale
-
     def scope(self) -> AbstractContextManager:
         """The strategy's scope (a no-op context without one), for creating or restoring state."""
         return distribute.strategy_scope(self.strategy)
@@ -516,9 +510,6 @@ def train(
     ``tensorboard``: also log the record's numbers and the grid to
     ``run_dir/tensorboard`` (``tensorboard --logdir run_dir/tensorboard``).
     ``hflip``: mirror a random half of each epoch's images (faces; not digits).
-    A recipe with ``lr_decay_from`` sets both learning rates at the start of each
-    epoch from (epoch, ``epochs``), so a resumed run decays as the unbroken one
-    would, given the same ``epochs``.
     In Jupyter, one output area shows the latest grid, the curves and the ETA.
 
     With a strategy (``trainer.strategy``), ``batch_size`` is the global batch
@@ -563,8 +554,6 @@ def train(
 
     for epoch in range(start_epoch + 1, epochs + 1):
         started = time.perf_counter()
-        lr_scale = trainer.recipe.learning_rate_scale(epoch, epochs)
-        trainer.set_learning_rate_scale(lr_scale)
         order = {"seed": trainer.seed, "epoch": epoch, "steps": steps, "hflip": hflip}
         if per_call > 1:  # stacks of per_call batches, one compiled call each
             batches = iterate_batch_stacks(images, labels, batch_size, per_call, **order)
@@ -590,8 +579,6 @@ def train(
                 pending.clear()
                 progbar.update(step, [("d_loss", values["d_loss"]), ("g_loss", values["g_loss"])])
         record: dict[str, Any] = {"epoch": epoch, **{k: round(v / steps, 5) for k, v in sums.items()}}
-        if trainer.recipe.lr_decay_from is not None:
-            record["lr_scale"] = round(lr_scale, 5)
         trainer.epoch.assign(epoch)
         # On every worker, not just the chief: a BN-recalibrated sampler then holds the same statistics everywhere.
         grid_images = trainer.generate(noise, grid_labels)

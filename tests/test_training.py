@@ -1,6 +1,5 @@
 import json
 import os
-from dataclasses import replace
 
 import imageio.v3 as iio
 import keras
@@ -12,13 +11,11 @@ from gan_lib import losses
 from gan_lib.checks import InputError
 from gan_lib.data import to_unit_range
 from gan_lib.models import build_discriminator, build_generator
-from gan_lib.specs import get_recipe
 from gan_lib.training import (
     HISTORY_KEYS,
     STEP_KEYS,
     GANTrainer,
     NonFiniteLossError,
-    StopTraining,
     grid_inputs,
     train,
 )
@@ -231,34 +228,6 @@ def test_a_lost_ctrl_c_still_stops_training_at_the_next_step(tmp_path, mnist_sam
                                           batch_size=64, verbose=0)] == [1, 2]  # fmt: skip
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-def test_decay_recipe_scales_the_learning_rates_over_the_second_half():
-    recipe = get_recipe("dcgan-decay")
-    scales = [recipe.learning_rate_scale(e, 50) for e in range(1, 51)]
-    assert scales[:25] == [1.0] * 25
-    assert scales[25] == pytest.approx(25 / 26) and scales[-1] == pytest.approx(1 / 26)
-    assert all(a > b for a, b in zip(scales[25:], scales[26:]))  # falls every epoch of the second half
-    assert get_recipe("dcgan").learning_rate_scale(50, 50) == 1.0
-    with pytest.raises(ValueError, match="lr_decay_from"):
-        replace(recipe, lr_decay_from=1.0)
-
-
-def test_resumed_decay_run_sets_the_rates_the_unbroken_run_reaches(tmp_path, mnist_sample):
-    x = mnist_sample.x_train[:128]
-
-    def stop_after_epoch_2(epoch, record):
-        if epoch == 2:
-            raise StopTraining
-
-    part = small_trainer(seed=2, recipe="dcgan-decay")  # a 4-epoch run, interrupted after epoch 2
-    train(part, x, epochs=4, run_dir=tmp_path, batch_size=64, verbose=0, epoch_callbacks=[stop_after_epoch_2])
-    assert float(part.g_optimizer.learning_rate) == pytest.approx(2e-4)  # epochs 1-2 of 4: full rate
-    rest = small_trainer(seed=2, recipe="dcgan-decay")
-    history = train(rest, x, epochs=4, run_dir=tmp_path, batch_size=64, checkpoint_every=1, verbose=0)
-    assert [h["lr_scale"] for h in history] == pytest.approx([1.0, 1.0, 2 / 3, 1 / 3], abs=1e-5)
-    for optimizer in (rest.g_optimizer, rest.d_optimizer):
-        assert float(optimizer.learning_rate) == pytest.approx(2e-4 / 3)
 
 
 @pytest.mark.parametrize("conditional", [False, True])
