@@ -127,13 +127,21 @@ def largest_conv_probe(model: keras.Model, precision: str) -> tuple[keras.layers
     return layer, macs, probe
 
 
-def conv_limit_gflops(model: keras.Model, precision: str, batch_size: int, repeats: int = 10) -> tuple[str, float]:
-    """GFLOP/s of ``model``'s largest convolution alone (forward, at ``precision``): the machine's own limit."""
+def conv_limit_gflops(
+    model: keras.Model, precision: str, batch_size: int, repeats: int = 10, rounds: int = 3
+) -> tuple[str, float]:
+    """GFLOP/s of ``model``'s largest convolution alone (forward, at ``precision``): the machine's own limit.
+
+    The input is already in the layer's compute dtype, so no cast is timed, and the
+    figure is the best of ``rounds`` rounds of ``repeats`` calls: a limit, which a
+    small convolution's few milliseconds would otherwise read low from one slow round.
+    """
     layer, macs, probe = largest_conv_probe(model, precision)
-    x = tf.random.normal([batch_size, *layer.input.shape[1:]])
+    probe.build((batch_size, *layer.input.shape[1:]))
+    x = tf.cast(tf.random.normal([batch_size, *layer.input.shape[1:]]), probe.compute_dtype)
     fn = tf.function(lambda t: probe(t))
     _sync(fn(x))
-    seconds = time_steps(fn, (x,), repeats)
+    seconds = min(time_steps(fn, (x,), repeats) for _ in range(rounds))
     desc = f"{type(layer).__name__}({layer.filters}, {layer.kernel_size}, strides={layer.strides}) on {tuple(layer.input.shape[1:])}"
     return desc, 2.0 * macs * batch_size / seconds / 1e9
 
