@@ -331,17 +331,9 @@ class GANTrainer:
         global batch, identical on every worker; B a multiple of the number of
         replicas. Returns the scalar means over the batch (see :func:`gan_train_step`).
         """
-        if not self._input_checked:  # once: a uint8 batch here would train on garbage
-            checks.check_unit_images(images, self.image_shape, name="the batch passed to train_step")
-            self._input_checked = True
         if self.strategy is not None:
             distribute.check_global_batch(self.strategy, int(images.shape[0]))
-        self.invalidate_sampler()
-        if self.conditional:
-            if labels is None:
-                raise checks.InputError("this is a conditional GAN: pass the batch's labels to train_step.")
-            return self._compiled_step(images, labels)
-        return self._compiled_step(images)
+        return self._run(self._compiled_step, images, labels, images, "train_step")
 
     def train_steps(self, images, labels=None) -> dict[str, tf.Tensor]:
         """k steps in one compiled call: the same updates as ``train_step`` on each batch of a stack, in order.
@@ -360,15 +352,19 @@ class GANTrainer:
                 f"train_steps takes a stack of batches (k, B, {', '.join(map(str, self.image_shape))}), "
                 f"got shape {tuple(images.shape)}; for one batch call train_step."
             )
+        return self._run(self._compiled_steps, images, labels, images[0], "train_steps")
+
+    def _run(self, compiled, images, labels, first_batch, caller: str) -> dict[str, tf.Tensor]:
+        """Check the first batch once (a uint8 batch would train on garbage), then run ``compiled``."""
         if not self._input_checked:
-            checks.check_unit_images(images[0], self.image_shape, name="the batches passed to train_steps")
+            checks.check_unit_images(first_batch, self.image_shape, name=f"the batch passed to {caller}")
             self._input_checked = True
         self.invalidate_sampler()
-        if self.conditional:
-            if labels is None:
-                raise checks.InputError("this is a conditional GAN: pass the batches' labels to train_steps.")
-            return self._compiled_steps(images, labels)
-        return self._compiled_steps(images)
+        if not self.conditional:
+            return compiled(images)
+        if labels is None:
+            raise checks.InputError(f"this is a conditional GAN: pass the labels to {caller}.")
+        return compiled(images, labels)
 
     def generate(self, noise: np.ndarray, labels: np.ndarray | None = None, batch_size: int = 500) -> np.ndarray:
         """Images (N, H, W, C) in [-1, 1] from ``sampler`` in inference mode (``training=False``)."""
