@@ -334,7 +334,8 @@ def apply_gradients(optimizer: keras.optimizers.Optimizer, grads, variables, *, 
     v += (1-β2)(g²-v), w -= lr·√(1-β2ᵗ)/(1-β1ᵗ)·m/(√v+ε)) in one pass per
     variable, on the optimizer's own moment variables, and the step counter
     moves as Keras moves it, so checkpoints and a later plain Keras update
-    carry on unchanged. Any other optimizer, an Adam with clipping, weight
+    carry on unchanged. Sparse gradients (an ``Embedding``'s) keep Keras' own
+    update for their variable. Any other optimizer, an Adam with clipping, weight
     decay, AMSGrad, loss scaling, gradient accumulation or its own EMA, and
     every update under a ``tf.distribute`` strategy take Keras' own path.
     """
@@ -348,6 +349,11 @@ def apply_gradients(optimizer: keras.optimizers.Optimizer, grads, variables, *, 
     beta_2_power = tf.pow(tf.constant(optimizer.beta_2, tf.float32), step)
     for grad, variable in zip(grads, variables):
         if grad is None:
+            continue
+        if isinstance(grad, tf.IndexedSlices):
+            # An embedding's rows: Keras' own sparse update, which (unlike dense Adam) adds the squares of
+            # repeated rows' gradients, not the square of their sum. Keeps Keras' numbers, for a few more ops.
+            optimizer.update_step(grad, variable, learning_rate)
             continue
         index = optimizer._get_variable_index(variable)
         dtype = variable.dtype
