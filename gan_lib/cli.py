@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--precision", choices=PRECISIONS, default="auto",
                        help="auto: bf16 where a one-off probe finds it faster on this CPU, and on recent GPUs; else fp32")  # fmt: skip
     train.add_argument("--no-fast-ops", action="store_true",
-                       help="train on Keras' own BatchNorm, conv gradients and Dropout masks, not gan_lib.fastpath's")  # fmt: skip
+                       help="train on Keras' own BatchNorm, Adam update, conv gradients and Dropout masks, not gan_lib.fastpath's")  # fmt: skip
     train.add_argument("--metrics-every", type=int, default=5, help="epochs between quality metrics (0: never)")
     train.add_argument("--tensorboard", action="store_true", help="also log to RUN_DIR/tensorboard")
     train.add_argument(
