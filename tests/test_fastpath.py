@@ -220,15 +220,15 @@ def test_fast_dropout_at_rate_0_and_1_does_what_keras_does(rate, expected):
     np.testing.assert_array_equal(model(tf.ones((3, 4, 4, 2)), training=True), expected)
 
 
-def _adam_pair(**kwargs):
-    """Two identical small models, each with its own Adam(**kwargs), built."""
+def _adam_pair(layers, learning_rate=2e-3, **kwargs):
+    """Two identical Sequential models of ``layers``, each with its own Adam(learning_rate, **kwargs), built."""
     keras.utils.set_random_seed(0)
-    first = keras.Sequential([keras.Input((6,)), keras.layers.Dense(5), keras.layers.Dense(3)])
+    first = keras.Sequential(layers)
     second = keras.models.clone_model(first)
     second.set_weights(first.get_weights())
     optimizers = []
     for model in (first, second):
-        optimizer = keras.optimizers.Adam(2e-3, beta_1=0.5, **kwargs)
+        optimizer = keras.optimizers.Adam(learning_rate, beta_1=0.5, **kwargs)
         optimizer.build(model.trainable_variables)
         optimizers.append(optimizer)
     return (first, optimizers[0]), (second, optimizers[1])
@@ -236,7 +236,8 @@ def _adam_pair(**kwargs):
 
 @pytest.mark.parametrize("kwargs", [{}, {"clipnorm": 0.1}])
 def test_fused_adam_gives_keras_adams_weights_moments_and_step_count(kwargs):
-    (keras_model, keras_opt), (fused_model, fused_opt) = _adam_pair(**kwargs)
+    layers = [keras.Input((6,)), keras.layers.Dense(5), keras.layers.Dense(3)]
+    (keras_model, keras_opt), (fused_model, fused_opt) = _adam_pair(layers, **kwargs)
 
     @tf.function
     def keras_update(grads):
@@ -298,11 +299,8 @@ def test_trainers_with_and_without_the_fast_path_reach_the_same_state(classes, m
 
 def test_fused_adam_keeps_keras_update_for_an_embeddings_sparse_gradient():
     """Repeated labels in a batch: Keras' sparse Adam, not dense Adam (they differ on the repeated rows)."""
-    keras.utils.set_random_seed(0)
-    models = [keras.Sequential([keras.Input((), dtype="int32"), keras.layers.Embedding(10, 4)])]
-    models.append(keras.models.clone_model(models[0]))
-    models[1].set_weights(models[0].get_weights())
-    optimizers = [keras.optimizers.Adam(2e-4, beta_1=0.5) for _ in models]
+    pairs = _adam_pair([keras.Input((), dtype="int32"), keras.layers.Embedding(10, 4)], learning_rate=2e-4)
+    models, optimizers = [model for model, _ in pairs], [optimizer for _, optimizer in pairs]
     labels = tf.constant([1, 1, 2, 3, 3, 3])
     weights = tf.random.normal((6, 4), seed=5)
 
@@ -311,8 +309,6 @@ def test_fused_adam_keeps_keras_update_for_an_embeddings_sparse_gradient():
             loss = tf.reduce_sum(model(labels) * weights)
         return tape.gradient(loss, model.trainable_variables)
 
-    for model, optimizer in zip(models, optimizers):
-        optimizer.build(model.trainable_variables)
     before = models[0].get_weights()[0]
     tf.function(lambda: optimizers[0].apply_gradients(zip(grads(models[0]), models[0].trainable_variables)))()
     tf.function(lambda: fastpath.apply_gradients(optimizers[1], grads(models[1]), models[1].trainable_variables))()
