@@ -61,6 +61,8 @@ def test_tutorial_networks_stay_one_flag_away():
     assert _kinds(d).count("Dropout") == 2
     assert "LeakyReLU" in _kinds(tutorial.build_generator())
     assert get_spec("mnist").with_nets("default") is get_spec("mnist")
+    # MNIST's faster recipe was measured on its default networks only; the tutorial's train with plain dcgan.
+    assert get_spec("mnist").recipe == "dcgan-lr6e-4" and tutorial.recipe == "dcgan"
     assert set(NETS) == {"default", "tutorial", "large"}
     with pytest.raises(ValueError, match="choose one of: default, tutorial, large"):
         get_spec("mnist").with_nets("paper")
@@ -112,6 +114,7 @@ def test_large_networks_are_mnist_only_and_bigger():
     ]  # fmt: skip
     assert g.output_shape == (None, 28, 28, 1) and d.output_shape == (None, 1)
     assert g.count_params() > 3 * get_spec("mnist").build_generator().count_params()
+    assert large.recipe == "dcgan"
     for name in set(MODEL_SPECS) - {"mnist"}:
         with pytest.raises(ValueError, match="has no large networks.*--nets default or --nets tutorial"):
             get_spec(name).with_nets("large")

@@ -7,6 +7,9 @@ import pytest
 from gan_lib import time_to_quality as ttq
 from gan_lib.checks import InputError
 from gan_lib.cli import main
+from gan_lib.specs import get_spec
+
+MNIST_RECIPE = get_spec("mnist").recipe  # the race runs the model's own default recipe
 
 
 def write_baseline(path, fcd, score, recipe="tutorial", epochs=50):
@@ -79,7 +82,7 @@ def test_race_gives_up_after_max_epochs(tmp_path):
     assert (tmp_path / "plot.png").stat().st_size > 1000
 
 
-def write_run(run, fcds, scores, recipe="dcgan", first_epoch=1, nets="default"):
+def write_run(run, fcds, scores, recipe=MNIST_RECIPE, first_epoch=1, nets="default"):
     run.mkdir()
     config = {"model": "mnist", "recipe": recipe, "nets": nets, "precision": "fp32", "data_is_sample": False, "limit": None,
               "num_train_images": 60000, "machine": "the recording machine"}  # fmt: skip
@@ -107,7 +110,7 @@ def test_race_from_a_recorded_run_stops_at_its_first_matching_epoch(tmp_path):
 def test_recorded_runs_that_cannot_stand_in_are_refused(tmp_path):
     baseline = write_baseline(tmp_path / "b.json", fcd=50.0, score=6.0)
     tutorial = write_run(tmp_path / "tut", [40.0], [7.0], recipe="tutorial")
-    with pytest.raises(InputError, match="default recipe 'dcgan'"):
+    with pytest.raises(InputError, match=f"default recipe '{MNIST_RECIPE}'"):
         ttq.time_to_quality("mnist", baseline=baseline, from_run=tutorial)
     tutorial_nets = write_run(tmp_path / "nets", [40.0], [7.0], nets="tutorial")
     with pytest.raises(InputError, match="default networks"):
