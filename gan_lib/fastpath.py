@@ -21,6 +21,16 @@ path draws 32-bit words and uses each half as one element's draw
 of ``1 - round(rate·65536)/65536``, within 8e-6 of ``1 - rate``. (Keras'
 bf16 draws are coarser: for rate 0.3 they keep 69.5% of the elements.)
 
+**LeakyReLU's gradient from its output** (:func:`leaky_relu_call`). TensorFlow
+computes LeakyReLU's gradient from its input, the convolution's biased output.
+Grappler's remapper then fuses a convolution, its bias and a LeakyReLU into one
+oneDNN op, drops the bias node the gradient still reads, and fails
+("Mutation::Apply error: fanout ... LeakyReluGrad ... missing node ...
+BiasAdd"). A failed remapper logs an error and undoes all of its fusions in
+the step. For a slope of at least 0 the output has the input's sign, so the
+gradient taken from the output is the same, bit for bit, and the fusion
+goes through.
+
 **Adam in one kernel per variable.** Keras 3 writes Adam's update as about
 40 graph ops per variable, a dozen element-wise passes over each weight
 tensor; TensorFlow's ``ResourceApplyAdam`` does it in one
@@ -183,6 +193,23 @@ def _supported(layer: keras.layers.Layer) -> bool:
     return plain and layer.groups == 1
 
 
+def leaky_relu_call(layer, inputs):
+    """``LeakyReLU.call`` whose gradient reads the output, not the input; see the module's notes.
+
+    ``negative_slope`` must be at least 0 (Keras refuses others when it builds the layer, and
+    :func:`use_fast_ops` checks again), so that ``y > 0`` exactly where ``x > 0`` and
+    ``LeakyReluGrad(dy, y)`` equals ``LeakyReluGrad(dy, x)``.
+    """
+    alpha = float(layer.negative_slope)
+
+    @tf.custom_gradient
+    def op(x):
+        y = tf.nn.leaky_relu(x, alpha)
+        return y, lambda dy: tf.raw_ops.LeakyReluGrad(gradients=dy, features=y, alpha=alpha)
+
+    return op(inputs)
+
+
 def _conv_transpose_call(layer, inputs):
     """``Conv2DTranspose.call`` with :func:`conv2d_transpose`; bias and activation as Keras adds them."""
     outputs = conv2d_transpose(inputs, layer.kernel, layer.strides[0])
@@ -259,7 +286,12 @@ def _all_layers(model: keras.Model):
 
 
 def use_fast_ops(
-    model: keras.Model, *, filter_gradients: bool = True, batchnorm: bool = True, dropout: bool = True
+    model: keras.Model,
+    *,
+    filter_gradients: bool = True,
+    batchnorm: bool = True,
+    dropout: bool = True,
+    leaky_relu: bool = True,
 ) -> dict[str, int]:
     """Switch the model's layers to the fast path; returns how many of each kind were switched.
 
@@ -268,11 +300,12 @@ def use_fast_ops(
     gradient from :func:`filter_gradient`. ``batchnorm``: unsynchronised
     ``BatchNormalization`` layers run :func:`fused_batchnorm_call` in training
     when they normalise the last axis. ``dropout``: ``Dropout`` layers without a ``noise_shape`` draw
-    their masks with :func:`fast_dropout_call`. Other layers keep Keras' code. The switch is an attribute on
+    their masks with :func:`fast_dropout_call`. ``leaky_relu``: ``LeakyReLU`` layers with a slope of at
+    least 0 take their gradient from their output (:func:`leaky_relu_call`). Other layers keep Keras' code. The switch is an attribute on
     each layer object, so ``clone_model``, ``model.save`` and loading see
     plain Keras layers; calling it again changes nothing more.
     """
-    switched = {"filter_gradients": 0, "batchnorm": 0, "dropout": 0}
+    switched = {"filter_gradients": 0, "batchnorm": 0, "dropout": 0, "leaky_relu": 0}
     for layer in _all_layers(model):
         if getattr(layer, "_gan_kit_fast_path", False):
             continue
@@ -289,6 +322,9 @@ def use_fast_ops(
         elif dropout and isinstance(layer, keras.layers.Dropout) and layer.noise_shape is None:
             layer.call = types.MethodType(fast_dropout_call, layer)
             switched["dropout"] += 1
+        elif leaky_relu and isinstance(layer, keras.layers.LeakyReLU) and layer.negative_slope >= 0:
+            layer.call = types.MethodType(leaky_relu_call, layer)
+            switched["leaky_relu"] += 1
         else:
             continue
         layer._gan_kit_fast_path = True
@@ -298,7 +334,7 @@ def use_fast_ops(
 def prepare_for_training(generator: keras.Model, discriminator: keras.Model) -> None:
     """Switch a GAN's two networks to the fast path the trainers use (:func:`use_fast_ops`).
 
-    Fused BatchNorm and the cheaper Dropout masks always; the fast weight gradients only when the networks
+    Fused BatchNorm, the cheaper Dropout masks and LeakyReLU's gradient from its output always; the fast weight gradients only when the networks
     compute in bfloat16 and no GPU is visible, the one case where they measure
     faster (README, "Speed").
     """

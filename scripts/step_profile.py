@@ -101,7 +101,9 @@ def main() -> None:
         }
         # The fast path's parts (gan_lib.fastpath), each alone and each left out: same seed, same networks,
         # Keras' ops otherwise. Layer switches (use_fast_ops) and whether Adam runs fused.
-        layer_parts = ["batchnorm", "dropout"] + (["filter_gradients"] if args.precision == "bf16" else [])
+        layer_parts = ["batchnorm", "dropout", "leaky_relu"] + (
+            ["filter_gradients"] if args.precision == "bf16" else []
+        )
         parts = {"no fast ops": ((), False), "fused Adam only": ((), True)}
         parts.update({f"{part} only": ((part,), False) for part in layer_parts})
         parts.update({f"all but {part}": (tuple(p for p in layer_parts if p != part), True) for part in layer_parts})
@@ -112,7 +114,8 @@ def main() -> None:
             plain.fast_ops = fused_adam  # read when the step is first traced, below
             for model in (plain.generator, plain.discriminator):
                 fastpath.use_fast_ops(
-                    model, **{part: part in switched for part in ("batchnorm", "dropout", "filter_gradients")}
+                    model,
+                    **{part: part in switched for part in ("batchnorm", "dropout", "leaky_relu", "filter_gradients")},
                 )
             trials[f"our step, {name}"] = (plain.train_step, batch, 1)
         for fn, inputs, _ in trials.values():

@@ -56,7 +56,7 @@ def test_fast_weight_gradients_equal_tensorflows(layer_cls, shape, kernel, strid
     # The gradient's input side: a Conv2D's input channels, a Conv2DTranspose's output channels.
     channels = shape[-1] if layer_cls is keras.layers.Conv2D else filters
     switched = int(channels >= fastpath.MIN_IN_CHANNELS)
-    assert fastpath.use_fast_ops(model) == {"filter_gradients": switched, "batchnorm": 0, "dropout": 0}
+    assert fastpath.use_fast_ops(model) == {"filter_gradients": switched, "batchnorm": 0, "dropout": 0, "leaky_relu": 0}
     after = _outputs_and_gradients(model, x)
     for a, b in zip(before, after):
         assert a.shape == b.shape
@@ -99,7 +99,12 @@ def test_fused_batchnorm_matches_keras_outputs_gradients_and_moving_statistics(s
     for fast in (False, True):
         model, bn = build()
         if fast:
-            assert fastpath.use_fast_ops(model) == {"filter_gradients": 0, "batchnorm": 1, "dropout": 0}
+            assert fastpath.use_fast_ops(model) == {
+                "filter_gradients": 0,
+                "batchnorm": 1,
+                "dropout": 0,
+                "leaky_relu": 0,
+            }
         values = _outputs_and_gradients(model, x)
         values += [bn.moving_mean.value, bn.moving_variance.value, model(x, training=False)]
         results.append(values)
@@ -111,10 +116,15 @@ def test_trainer_switches_the_layers_and_the_saved_model_stays_plain_keras(tmp_p
     spec = get_spec("mnist")
     g, d = spec.build_generator(), spec.build_discriminator()
     trainer = GANTrainer(g, d, latent_dim=spec.latent_dim)
-    # fp32 on any machine: fused BatchNorm (3 in G, 2 in D), TensorFlow's weight gradients
+    # fp32 on any machine: fused BatchNorm (3 in G, 2 in D), D's 3 LeakyReLUs, TensorFlow's weight gradients
     assert sum(getattr(layer, "_gan_kit_fast_path", False) for layer in g.layers) == 3
-    assert sum(getattr(layer, "_gan_kit_fast_path", False) for layer in d.layers) == 2
-    assert fastpath.use_fast_ops(g, filter_gradients=False) == {"filter_gradients": 0, "batchnorm": 0, "dropout": 0}
+    assert sum(getattr(layer, "_gan_kit_fast_path", False) for layer in d.layers) == 5
+    assert fastpath.use_fast_ops(g, filter_gradients=False) == {
+        "filter_gradients": 0,
+        "batchnorm": 0,
+        "dropout": 0,
+        "leaky_relu": 0,
+    }
     trainer.train_step(tf.random.uniform((8, 28, 28, 1), -1, 1))
     g.save(tmp_path / "g.keras")
     loaded = keras.models.load_model(tmp_path / "g.keras")
@@ -209,7 +219,7 @@ def test_layers_of_nested_models_are_switched_too():
     )  # fmt: skip
     inputs = keras.Input((8, 8, 16))
     model = keras.Model(inputs, keras.layers.BatchNormalization()(inner(inputs)))
-    assert fastpath.use_fast_ops(model) == {"filter_gradients": 1, "batchnorm": 2, "dropout": 1}
+    assert fastpath.use_fast_ops(model) == {"filter_gradients": 1, "batchnorm": 2, "dropout": 1, "leaky_relu": 0}
 
 
 @pytest.mark.parametrize(("rate", "expected"), [(0.0, 1.0), (1.0, 0.0)])
@@ -315,3 +325,23 @@ def test_fused_adam_keeps_keras_update_for_an_embeddings_sparse_gradient():
     np.testing.assert_allclose(models[1].get_weights()[0], models[0].get_weights()[0], rtol=1e-6, atol=1e-9)
     assert not np.allclose(models[0].get_weights()[0][[1, 3]], before[[1, 3]])  # the repeated rows moved
     assert int(optimizers[1].iterations) == 1
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("slope", [0.2, 0.3, 0.0])
+def test_leaky_relu_gradient_from_its_output_is_keras_bit_for_bit(dtype, slope):
+    x = tf.constant([[-2.5, -1e-30, -0.0, 0.0, 1e-30, 0.7, 3.0]], dtype)
+    x = tf.concat([x, tf.cast(tf.random.stateless_normal((1, 7), [3, 1]), dtype)], 0)
+    dy = tf.cast(tf.random.stateless_normal(x.shape, [4, 1]), dtype)
+    results = []
+    for fast in (False, True):
+        layer = keras.layers.LeakyReLU(negative_slope=slope, dtype=dtype)
+        if fast:
+            assert fastpath.use_fast_ops(keras.Sequential([keras.Input((7,)), layer]))["leaky_relu"] == 1
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+        results.append((y, tape.gradient(y, x, output_gradients=dy)))
+    (y0, g0), (y1, g1) = results
+    np.testing.assert_array_equal(tf.cast(y0, tf.float32), tf.cast(y1, tf.float32))
+    np.testing.assert_array_equal(tf.cast(g0, tf.float32), tf.cast(g1, tf.float32))
