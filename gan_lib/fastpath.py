@@ -301,9 +301,9 @@ def use_fast_ops(
     ``BatchNormalization`` layers run :func:`fused_batchnorm_call` in training
     when they normalise the last axis. ``dropout``: ``Dropout`` layers without a ``noise_shape`` draw
     their masks with :func:`fast_dropout_call`. ``leaky_relu``: ``LeakyReLU`` layers with a slope of at
-    least 0 take their gradient from their output (:func:`leaky_relu_call`). Other layers keep Keras' code. The switch is an attribute on
-    each layer object, so ``clone_model``, ``model.save`` and loading see
-    plain Keras layers; calling it again changes nothing more.
+    least 0 take their gradient from their output (:func:`leaky_relu_call`). Other layers keep Keras'
+    code. The switch is an attribute on each layer object, so ``clone_model``, ``model.save`` and
+    loading see plain Keras layers; calling it again changes nothing more.
     """
     switched = {"filter_gradients": 0, "batchnorm": 0, "dropout": 0, "leaky_relu": 0}
     for layer in _all_layers(model):
@@ -334,9 +334,9 @@ def use_fast_ops(
 def prepare_for_training(generator: keras.Model, discriminator: keras.Model) -> None:
     """Switch a GAN's two networks to the fast path the trainers use (:func:`use_fast_ops`).
 
-    Fused BatchNorm, the cheaper Dropout masks and LeakyReLU's gradient from its output always; the fast weight gradients only when the networks
-    compute in bfloat16 and no GPU is visible, the one case where they measure
-    faster (README, "Speed").
+    Fused BatchNorm, the cheaper Dropout masks and LeakyReLU's gradient from its output always; the fast
+    weight gradients only when the networks compute in bfloat16 and no GPU is visible, the one case where
+    they measure faster (README, "Speed").
     """
     in_bf16_on_cpu = generator.dtype_policy.compute_dtype == "bfloat16" and not tf.config.list_logical_devices("GPU")
     for model in (generator, discriminator):
