@@ -72,6 +72,8 @@ import numpy as np
 import tensorflow as tf
 
 MIN_IN_CHANNELS = 8
+# The layer switches of use_fast_ops, by keyword; it returns how many layers each one switched.
+LAYER_PARTS = ("filter_gradients", "batchnorm", "dropout", "leaky_relu")
 # Stride 1 with more taps than this (5×5): the batch/channel-swapped convolution instead of im2col. On the
 # MNIST generator's 7×7 layer (bf16, AMD EPYC Zen 5) im2col took 19.8 ms against the swapped convolution's
 # 22.7 ms with 4×4 kernels, and 30.4 ms against 29.2 ms with 5×5 kernels.
@@ -305,7 +307,7 @@ def use_fast_ops(
     code. The switch is an attribute on each layer object, so ``clone_model``, ``model.save`` and
     loading see plain Keras layers; calling it again changes nothing more.
     """
-    switched = {"filter_gradients": 0, "batchnorm": 0, "dropout": 0, "leaky_relu": 0}
+    switched = dict.fromkeys(LAYER_PARTS, 0)
     for layer in _all_layers(model):
         if getattr(layer, "_gan_kit_fast_path", False):
             continue

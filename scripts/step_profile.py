@@ -101,9 +101,7 @@ def main() -> None:
         }
         # The fast path's parts (gan_lib.fastpath), each alone and each left out: same seed, same networks,
         # Keras' ops otherwise. Layer switches (use_fast_ops) and whether Adam runs fused.
-        layer_parts = ["batchnorm", "dropout", "leaky_relu"] + (
-            ["filter_gradients"] if args.precision == "bf16" else []
-        )
+        layer_parts = [p for p in fastpath.LAYER_PARTS if p != "filter_gradients" or args.precision == "bf16"]
         parts = {"no fast ops": ((), False), "fused Adam only": ((), True)}
         parts.update({f"{part} only": ((part,), False) for part in layer_parts})
         parts.update({f"all but {part}": (tuple(p for p in layer_parts if p != part), True) for part in layer_parts})
@@ -113,10 +111,7 @@ def main() -> None:
             plain = build_trainer(spec, recipe=spec.recipe, precision=args.precision, seed=0, fast_ops=False)
             plain.fast_ops = fused_adam  # read when the step is first traced, below
             for model in (plain.generator, plain.discriminator):
-                fastpath.use_fast_ops(
-                    model,
-                    **{part: part in switched for part in ("batchnorm", "dropout", "leaky_relu", "filter_gradients")},
-                )
+                fastpath.use_fast_ops(model, **{part: part in switched for part in fastpath.LAYER_PARTS})
             trials[f"our step, {name}"] = (plain.train_step, batch, 1)
         for fn, inputs, _ in trials.values():
             bench.time_steps(fn, inputs, 2)
