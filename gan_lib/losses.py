@@ -46,6 +46,17 @@ def generator_loss(fake_logits):
     return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.ones_like(fake_logits), logits=fake_logits))
 
 
+def top_k_generator_loss(fake_logits, k):
+    """The non-saturating loss over only the ``k`` fakes D scores most real (top-k training, Sinha et al., 2020).
+
+    ``fake_logits``: (B, 1); ``k``: an int (or int32 scalar tensor), 1 <= k <= B. Returns a scalar. The other
+    B - k fakes get no gradient: G learns from the samples already nearest the data.
+    """
+    fake_logits = tf.cast(tf.reshape(fake_logits, [-1]), tf.float32)
+    best = tf.math.top_k(fake_logits, k=k, sorted=False).values
+    return generator_loss(best)
+
+
 def minimax_generator_loss(fake_logits):
     """The original saturating loss ``mean(log(1 - σ(D(G(z)))))``, minimised by G (for teaching)."""
     fake_logits = tf.cast(fake_logits, tf.float32)

@@ -103,6 +103,7 @@ def gan_train_step(
     label_smoothing: float = 0.0,
     *,
     fused_updates: bool = False,
+    g_top_k: tf.Tensor | int | None = None,
 ) -> dict[str, tf.Tensor]:
     """One simultaneous update of D and G. The core shared by every training path.
 
@@ -118,6 +119,9 @@ def gan_train_step(
     of the losses divided by the number of replicas
     (:func:`gan_lib.distribute.replica_share`), since the optimiser sums them
     over the replicas.
+
+    ``g_top_k``: if given, G's loss is taken over only the ``g_top_k`` fakes
+    that D scores most real (:func:`gan_lib.losses.top_k_generator_loss`); D still sees every fake.
     """
     g_inputs = noise if labels is None else [noise, labels]
     with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
@@ -125,7 +129,10 @@ def gan_train_step(
         real_logits = discriminator(images if labels is None else [images, labels], training=True)
         fake_logits = discriminator(fakes if labels is None else [fakes, labels], training=True)
         d_loss = losses.discriminator_loss(real_logits, fake_logits, label_smoothing)
-        g_loss = losses.generator_loss(fake_logits)
+        if g_top_k is None:
+            g_loss = losses.generator_loss(fake_logits)
+        else:
+            g_loss = losses.top_k_generator_loss(fake_logits, g_top_k)
         # replica_share: the identity on one device. scale_loss: the identity, except under a
         # LossScaleOptimizer (fp16), which unscales in apply_gradients.
         scaled_g_loss = g_optimizer.scale_loss(distribute.replica_share(g_loss))
@@ -301,11 +308,23 @@ class GANTrainer:
         result = gan_train_step(
             self.generator, self.discriminator, self.g_optimizer, self.d_optimizer,
             images, labels, noise, self.recipe.label_smoothing, fused_updates=self.fast_ops,
+            g_top_k=self._g_top_k(tf.shape(images)[0]),
         )  # fmt: skip
         if self.ema_generator is not None:
             # Per replica: every replica's copy of G has just received the same all-reduced update.
             self._update_ema()
         return result
+
+    def _g_top_k(self, batch_size: tf.Tensor) -> tf.Tensor | None:
+        """How many of a batch's fakes G learns from (None: all): B · decay ** (epochs done), at least B · top_k_min.
+
+        Read from the checkpointed epoch counter, so a resumed run keeps the unbroken run's schedule.
+        """
+        if self.recipe.top_k_decay is None:
+            return None
+        size = tf.cast(batch_size, tf.float32)
+        share = tf.maximum(self.recipe.top_k_min, tf.pow(self.recipe.top_k_decay, tf.cast(self.epoch, tf.float32)))
+        return tf.maximum(1, tf.cast(tf.math.ceil(share * size - 1e-3), tf.int32))
 
     def _distributed_step(self, images, labels=None):
         """One step over all replicas on a global batch ``images`` (B, H, W, C) [and labels (B,)].

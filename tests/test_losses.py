@@ -1,6 +1,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from gan_lib.losses import (
     SigmoidTwiceError,
@@ -8,6 +9,7 @@ from gan_lib.losses import (
     discriminator_loss,
     generator_loss,
     minimax_generator_loss,
+    top_k_generator_loss,
 )
 
 
@@ -44,6 +46,16 @@ def test_losses_move_the_right_way():
     bad_d = float(discriminator_loss(np.full((4, 1), -4.0), np.full((4, 1), 4.0)))
     assert good_d < 0.1 < 8 < bad_d
     assert float(generator_loss(np.full((4, 1), 4.0))) < float(generator_loss(np.full((4, 1), -4.0)))
+
+
+def test_top_k_loss_averages_the_most_real_fakes_and_gives_the_rest_no_gradient():
+    fake = tf.Variable([[-3.0], [0.5], [2.0], [-1.0], [1.0]])
+    with tf.GradientTape() as tape:
+        loss = top_k_generator_loss(fake, 2)
+    assert float(loss) == pytest.approx(softplus(-np.array([2.0, 1.0])).mean(), rel=1e-6)
+    grad = tape.gradient(loss, fake).numpy().ravel()
+    assert np.all(grad[[0, 1, 3]] == 0) and np.all(grad[[2, 4]] < 0)  # raising a kept logit lowers the loss
+    assert float(top_k_generator_loss(fake, 5)) == pytest.approx(float(generator_loss(fake)), rel=1e-6)
 
 
 def _disc(activation=None, units=1):

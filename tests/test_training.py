@@ -260,3 +260,31 @@ def test_train_loop_gives_the_same_run_with_any_steps_per_call(tmp_path, mnist_s
         assert histories[1][0][key] == pytest.approx(histories[0][0][key], rel=1e-3, abs=1e-5)
     for a, b in zip(*states):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_top_k_recipe_schedule_and_its_first_epoch_equals_the_plain_recipe(mnist_sample):
+    batch = to_unit_range(mnist_sample.x_train[:64].reshape(64, 28, 28, 1))
+    top_k, plain = small_trainer(seed=3, recipe="dcgan-lr6e-4-topk"), small_trainer(seed=3, recipe="dcgan-lr6e-4")
+    # k = B * 0.99 ** (epochs done), rounded up, never under half the batch.
+    for epochs_done, k in [(0, 64), (1, 64), (10, 58), (68, 33), (69, 32), (500, 32)]:
+        top_k.epoch.assign(epochs_done)
+        assert int(top_k._g_top_k(tf.constant(64))) == k, epochs_done
+    assert plain._g_top_k(tf.constant(64)) is None
+    # In the first epoch k is the whole batch: the very update of the plain recipe.
+    top_k.epoch.assign(0)
+    for _ in range(2):
+        a, b = top_k.train_step(batch), plain.train_step(batch)
+        assert float(a["g_loss"]) == pytest.approx(float(b["g_loss"]), rel=1e-5)
+    for x, y in zip(all_state(top_k), all_state(plain)):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+    # Later G learns from the most real half only, on the same state and noise: its loss is the mean of the
+    # lowest per-fake losses, and only G's update changes (D sees every fake either way).
+    top_k, plain = small_trainer(seed=5, recipe="dcgan-lr6e-4-topk"), small_trainer(seed=5, recipe="dcgan-lr6e-4")
+    top_k.epoch.assign(69)
+    a, b = top_k.train_step(batch), plain.train_step(batch)
+    assert float(a["g_loss"]) < float(b["g_loss"])
+    assert float(a["d_loss"]) == pytest.approx(float(b["d_loss"]), rel=1e-5)
+    for x, y in zip(top_k.discriminator.weights, plain.discriminator.weights):
+        np.testing.assert_allclose(x.numpy(), y.numpy(), rtol=1e-5, atol=1e-6)
+    moved = [not np.allclose(x.numpy(), y.numpy()) for x, y in zip(top_k.generator.weights, plain.generator.weights)]
+    assert any(moved)
