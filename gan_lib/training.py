@@ -274,7 +274,7 @@ class GANTrainer:
     def _update_ema(self) -> None:
         step = tf.cast(self.ema_steps.assign_add(1), tf.float32)
         # Warm-up: early on the average forgets fast, so it is not stuck near the random init.
-        decay = tf.minimum(float(self.recipe.ema_decay), (1.0 + step) / (10.0 + step))
+        decay = tf.minimum(float(self.recipe.ema_decay), (1.0 + step) / (self.recipe.ema_warmup + step))
         pairs = zip(self.ema_generator.trainable_variables, self.generator.trainable_variables)
         if self.fast_ops and not tf.distribute.has_strategy():  # one pass fewer over the weights
             for ema_var, var in pairs:

@@ -249,3 +249,29 @@ def test_readme_synopsis_names_every_option_of_the_parser_and_no_other():
     for name, parser in subparsers.choices.items():
         options = {o for action in parser._actions for o in action.option_strings if o.startswith("--")} - {"--help"}
         assert documented.get(name, set()) == options, name
+
+
+def test_ema_decays_script_keeps_extra_emas_that_match_the_recipes_own(tmp_path):
+    """scripts/ema_decays.py: an extra EMA at the recipe's own decay ends with the sampler's weights; a faster one does not
+    (a smoke run has 8 steps, all in the warm-up but for a decay under it)."""
+    import json
+    from pathlib import Path
+
+    import keras
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "ema_decays.py"
+    out = tmp_path / "run"
+    args = [sys.executable, str(script), "--recipe", "dcgan", "--extra", "0.999:10", "0.3:10"]
+    args += ["--epochs", "1", "--at", "1"]
+    result = subprocess.run(
+        [*args, "--out", str(out)], capture_output=True, text=True, env={**ENV, "GAN_LIB_SMOKE": "1"}
+    )
+    assert result.returncode == 0, result.stderr
+    rows = json.loads((out / "extra_ema.json").read_text())
+    assert [r["epoch"] for r in rows] == [1] and {"0.999:10", "0.3:10"} <= set(rows[0])
+    own = keras.saving.load_model(out / "generator.keras", compile=False)
+    same = keras.saving.load_model(out / "extra_ema_0.999_w10.keras", compile=False)
+    faster = keras.saving.load_model(out / "extra_ema_0.3_w10.keras", compile=False)
+    for a, b in zip(own.trainable_weights, same.trainable_weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-7)
+    assert any(not np.allclose(a.numpy(), b.numpy()) for a, b in zip(own.trainable_weights, faster.trainable_weights))

@@ -288,3 +288,20 @@ def test_top_k_recipe_schedule_and_its_first_epoch_equals_the_plain_recipe(mnist
         np.testing.assert_allclose(x.numpy(), y.numpy(), rtol=1e-5, atol=1e-6)
     moved = [not np.allclose(x.numpy(), y.numpy()) for x, y in zip(top_k.generator.weights, plain.generator.weights)]
     assert any(moved)
+
+
+def test_ema_follows_its_decay_after_its_warm_up(mnist_sample):
+    from dataclasses import replace
+
+    from gan_lib.specs import get_recipe
+
+    batch = to_unit_range(mnist_sample.x_train[:32].reshape(32, 28, 28, 1))
+    trainer = small_trainer(seed=2, recipe=replace(get_recipe("dcgan"), ema_decay=0.6, ema_warmup=3.0))
+    expected = [v.numpy() for v in trainer.generator.trainable_variables]  # the EMA starts at G's weights
+    # decay min(0.6, (1 + s) / (3 + s)) at step s: the warm-up's 0.5, then 0.6 twice (0.6, and 0.667 capped).
+    for step, decay in [(1, 0.5), (2, 0.6), (3, 0.6)]:
+        trainer.train_step(batch)
+        weights = [v.numpy() for v in trainer.generator.trainable_variables]
+        expected = [decay * e + (1 - decay) * w for e, w in zip(expected, weights)]
+        for e, v in zip(expected, trainer.ema_generator.trainable_variables):
+            np.testing.assert_allclose(v.numpy(), e, rtol=1e-5, atol=1e-6, err_msg=f"step {step}")
