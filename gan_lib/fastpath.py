@@ -1,6 +1,6 @@
 """The train step's fast path: conv weight gradients on fast kernels, fused BatchNorm and Adam, cheaper Dropout masks.
 
-Four replacements for what Keras runs in a training step, each the same
+Replacements for what Keras runs in a training step, each the same
 function (for Dropout: the same distribution) computed by faster kernels.
 :func:`use_fast_ops` switches a built model's layers over;
 :class:`gan_lib.training.GANTrainer` and :class:`gan_lib.keras_gan.GAN` do it
@@ -61,6 +61,15 @@ can be computed with the kernels that *are* fast:
 Both give TensorFlow's gradient to float rounding (``tests/test_fastpath.py``
 checks this in float32). In fp32 TensorFlow's own kernel is the faster one,
 so the trainer uses this only for bf16 on a CPU.
+
+**The bias gradient apart** (:func:`conv2d_with_bias`), for a biased
+convolution with few input channels (a discriminator's first layer), which
+the weight gradients above leave to TensorFlow. Grappler fuses its weight
+gradient and its bias gradient into one oneDNN kernel
+(``Conv2DBackpropFilterWithBias``), which in fp32 is several times slower than
+the two apart. Summing the output gradient in the convolution's own
+custom gradient keeps them apart. It pays in fp32 and not in bf16, so the
+trainer uses it for fp32 on a CPU.
 """
 
 from __future__ import annotations
@@ -73,7 +82,7 @@ import tensorflow as tf
 
 MIN_IN_CHANNELS = 8
 # The layer switches of use_fast_ops, by keyword; it returns how many layers each one switched.
-LAYER_PARTS = ("filter_gradients", "batchnorm", "dropout", "leaky_relu")
+LAYER_PARTS = ("filter_gradients", "batchnorm", "dropout", "leaky_relu", "bias_gradient")
 # Stride 1 with more taps than this (5×5): the batch/channel-swapped convolution instead of im2col. On the
 # MNIST generator's 7×7 layer (bf16, AMD EPYC Zen 5) im2col took 19.8 ms against the swapped convolution's
 # 22.7 ms with 4×4 kernels, and 30.4 ms against 29.2 ms with 5×5 kernels.
@@ -173,6 +182,47 @@ def conv2d_transpose(x: tf.Tensor, kernel: tf.Tensor, stride: int) -> tf.Tensor:
     return y
 
 
+def conv2d_with_bias(x: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor, stride: int) -> tf.Tensor:
+    """``tf.nn.conv2d(x, kernel, stride, "SAME") + bias``, with the bias gradient summed apart from the weights'.
+
+    ``x``: (B, H, W, ci); ``kernel``: (kh, kw, ci, co); ``bias``: (co,) -> (B, ⌈H/s⌉, ⌈W/s⌉, co).
+    The gradients are TensorFlow's own kernels; only the graph's shape differs, so that grappler
+    does not fuse the weight and bias gradients (see the module's notes).
+    """
+    strides = [1, stride, stride, 1]
+
+    @tf.custom_gradient
+    def op(x, kernel, bias):
+        def grad(dy):
+            dx = tf.raw_ops.Conv2DBackpropInput(
+                input_sizes=tf.shape(x), filter=kernel, out_backprop=dy, strides=strides, padding="SAME"
+            )
+            dw = tf.raw_ops.Conv2DBackpropFilter(
+                input=x, filter_sizes=tf.shape(kernel), out_backprop=dy, strides=strides, padding="SAME"
+            )
+            return dx, dw, tf.reduce_sum(dy, [0, 1, 2])
+
+        return tf.nn.bias_add(tf.nn.conv2d(x, kernel, stride, "SAME"), bias), grad
+
+    return op(x, tf.convert_to_tensor(kernel), tf.convert_to_tensor(bias))
+
+
+def _conv_bias_call(layer, inputs):
+    """``Conv2D.call`` with :func:`conv2d_with_bias`; the activation as Keras applies it."""
+    outputs = conv2d_with_bias(inputs, layer.kernel, layer.bias, layer.strides[0])
+    return layer.activation(outputs) if layer.activation is not None else outputs
+
+
+def _plain_geometry(layer: keras.layers.Layer) -> bool:
+    """ "same" padding, channels last, no dilation, one stride for both axes."""
+    return (
+        layer.padding == "same"
+        and layer.data_format == "channels_last"
+        and tuple(layer.dilation_rate) == (1, 1)
+        and layer.strides[0] == layer.strides[1]
+    )
+
+
 def _supported(layer: keras.layers.Layer) -> bool:
     """A 2-D, channels-last, "same"-padded, undilated, ungrouped layer with one stride for both axes.
 
@@ -183,13 +233,7 @@ def _supported(layer: keras.layers.Layer) -> bool:
     """
     if not isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose)):
         return False
-    plain = (
-        layer.kernel.shape[2] >= MIN_IN_CHANNELS
-        and layer.padding == "same"
-        and layer.data_format == "channels_last"
-        and tuple(layer.dilation_rate) == (1, 1)
-        and layer.strides[0] == layer.strides[1]
-    )
+    plain = layer.kernel.shape[2] >= MIN_IN_CHANNELS and _plain_geometry(layer)
     if isinstance(layer, keras.layers.Conv2DTranspose):
         return plain and layer.output_padding is None
     return plain and layer.groups == 1
@@ -294,6 +338,7 @@ def use_fast_ops(
     batchnorm: bool = True,
     dropout: bool = True,
     leaky_relu: bool = True,
+    bias_gradient: bool = True,
 ) -> dict[str, int]:
     """Switch the model's layers to the fast path; returns how many of each kind were switched.
 
@@ -303,8 +348,9 @@ def use_fast_ops(
     ``BatchNormalization`` layers run :func:`fused_batchnorm_call` in training
     when they normalise the last axis. ``dropout``: ``Dropout`` layers without a ``noise_shape`` draw
     their masks with :func:`fast_dropout_call`. ``leaky_relu``: ``LeakyReLU`` layers with a slope of at
-    least 0 take their gradient from their output (:func:`leaky_relu_call`). Other layers keep Keras'
-    code. The switch is an attribute on each layer object, so ``clone_model``, ``model.save`` and
+    least 0 take their gradient from their output (:func:`leaky_relu_call`). ``bias_gradient``: biased
+    ``Conv2D`` layers that ``filter_gradients`` does not take (few input channels, or it is off) sum their
+    bias gradient apart (:func:`conv2d_with_bias`). Other layers keep Keras' code. The switch is an attribute on each layer object, so ``clone_model``, ``model.save`` and
     loading see plain Keras layers; calling it again changes nothing more.
     """
     switched = dict.fromkeys(LAYER_PARTS, 0)
@@ -318,6 +364,9 @@ def use_fast_ops(
             else:
                 layer.convolution_op = lambda inputs, kernel, stride=stride: conv2d(inputs, kernel, stride)
             switched["filter_gradients"] += 1
+        elif bias_gradient and _biased_conv(layer):
+            layer.call = types.MethodType(_conv_bias_call, layer)
+            switched["bias_gradient"] += 1
         elif batchnorm and _fusable_batchnorm(layer):
             layer.call = types.MethodType(fused_batchnorm_call, layer)
             switched["batchnorm"] += 1
@@ -333,16 +382,26 @@ def use_fast_ops(
     return switched
 
 
+def _biased_conv(layer: keras.layers.Layer) -> bool:
+    """A plain (see :func:`_plain_geometry`), ungrouped ``Conv2D`` (not a transposed one) with a bias."""
+    return type(layer) is keras.layers.Conv2D and layer.use_bias and layer.groups == 1 and _plain_geometry(layer)
+
+
 def prepare_for_training(generator: keras.Model, discriminator: keras.Model) -> None:
     """Switch a GAN's two networks to the fast path the trainers use (:func:`use_fast_ops`).
 
     Fused BatchNorm, the cheaper Dropout masks and LeakyReLU's gradient from its output always; the fast
-    weight gradients only when the networks compute in bfloat16 and no GPU is visible, the one case where
-    they measure faster (README, "Speed").
+    weight gradients only when the networks compute in bfloat16 and no GPU is visible, and the bias
+    gradient apart only in float32 with no GPU: where each measured faster (README, "Speed").
     """
-    in_bf16_on_cpu = generator.dtype_policy.compute_dtype == "bfloat16" and not tf.config.list_logical_devices("GPU")
+    on_cpu = not tf.config.list_logical_devices("GPU")
+    compute_dtype = generator.dtype_policy.compute_dtype
     for model in (generator, discriminator):
-        use_fast_ops(model, filter_gradients=in_bf16_on_cpu)
+        use_fast_ops(
+            model,
+            filter_gradients=on_cpu and compute_dtype == "bfloat16",
+            bias_gradient=on_cpu and compute_dtype == "float32",
+        )
 
 
 def _fusable_adam(optimizer: keras.optimizers.Optimizer, variables) -> bool:

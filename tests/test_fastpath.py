@@ -31,7 +31,8 @@ def _max_rel_diff(a, b) -> float:
 CONV_CASES = [
     # (layer, input shape, kernel, stride, filters): every conv of the kit's networks, odd sizes and strides,
     # and both ways of computing the weight gradient (im2col, and the swapped convolution for 5×5 at stride 1)
-    (keras.layers.Conv2D, (4, 28, 28, 1), 4, 2, 64),  # too few input channels: left to Keras
+    (keras.layers.Conv2D, (4, 28, 28, 1), 4, 2, 64),  # too few input channels: TF's kernels, the bias summed apart
+    (keras.layers.Conv2D, (3, 32, 32, 3), 5, 2, 16),  # the same for a colour image's first layer, 5×5
     (keras.layers.Conv2D, (4, 14, 14, 64), 4, 2, 128),
     (keras.layers.Conv2D, (4, 7, 7, 128), 4, 2, 256),  # odd size: uneven padding
     (keras.layers.Conv2D, (3, 9, 9, 16), 3, 1, 8),
@@ -56,7 +57,10 @@ def test_fast_weight_gradients_equal_tensorflows(layer_cls, shape, kernel, strid
     # The gradient's input side: a Conv2D's input channels, a Conv2DTranspose's output channels.
     channels = shape[-1] if layer_cls is keras.layers.Conv2D else filters
     switched = int(channels >= fastpath.MIN_IN_CHANNELS)
-    assert fastpath.use_fast_ops(model) == {"filter_gradients": switched, "batchnorm": 0, "dropout": 0, "leaky_relu": 0}
+    bias_apart = int(layer_cls is keras.layers.Conv2D and not switched)
+    assert fastpath.use_fast_ops(model) == {
+        "filter_gradients": switched, "batchnorm": 0, "dropout": 0, "leaky_relu": 0, "bias_gradient": bias_apart,
+    }  # fmt: skip
     after = _outputs_and_gradients(model, x)
     for a, b in zip(before, after):
         assert a.shape == b.shape
@@ -104,6 +108,7 @@ def test_fused_batchnorm_matches_keras_outputs_gradients_and_moving_statistics(s
                 "batchnorm": 1,
                 "dropout": 0,
                 "leaky_relu": 0,
+                "bias_gradient": 0,
             }
         values = _outputs_and_gradients(model, x)
         values += [bn.moving_mean.value, bn.moving_variance.value, model(x, training=False)]
@@ -116,14 +121,16 @@ def test_trainer_switches_the_layers_and_the_saved_model_stays_plain_keras(tmp_p
     spec = get_spec("mnist")
     g, d = spec.build_generator(), spec.build_discriminator()
     trainer = GANTrainer(g, d, latent_dim=spec.latent_dim)
-    # fp32 on any machine: fused BatchNorm (3 in G, 2 in D), D's 3 LeakyReLUs, TensorFlow's weight gradients
+    # fp32 on a CPU: fused BatchNorm (3 in G, 2 in D), D's 3 LeakyReLUs, TensorFlow's weight gradients, and
+    # D's first convolution (1 channel in, biased) with its bias gradient apart
     assert sum(getattr(layer, "_gan_kit_fast_path", False) for layer in g.layers) == 3
-    assert sum(getattr(layer, "_gan_kit_fast_path", False) for layer in d.layers) == 5
+    assert sum(getattr(layer, "_gan_kit_fast_path", False) for layer in d.layers) == 6
     assert fastpath.use_fast_ops(g, filter_gradients=False) == {
         "filter_gradients": 0,
         "batchnorm": 0,
         "dropout": 0,
         "leaky_relu": 0,
+        "bias_gradient": 0,
     }
     trainer.train_step(tf.random.uniform((8, 28, 28, 1), -1, 1))
     g.save(tmp_path / "g.keras")
@@ -219,7 +226,9 @@ def test_layers_of_nested_models_are_switched_too():
     )  # fmt: skip
     inputs = keras.Input((8, 8, 16))
     model = keras.Model(inputs, keras.layers.BatchNormalization()(inner(inputs)))
-    assert fastpath.use_fast_ops(model) == {"filter_gradients": 1, "batchnorm": 2, "dropout": 1, "leaky_relu": 0}
+    assert fastpath.use_fast_ops(model) == {
+        "filter_gradients": 1, "batchnorm": 2, "dropout": 1, "leaky_relu": 0, "bias_gradient": 0,
+    }  # fmt: skip
 
 
 @pytest.mark.parametrize(("rate", "expected"), [(0.0, 1.0), (1.0, 0.0)])
@@ -345,3 +354,24 @@ def test_leaky_relu_gradient_from_its_output_is_keras_bit_for_bit(dtype, slope):
     (y0, g0), (y1, g1) = results
     np.testing.assert_array_equal(tf.cast(y0, tf.float32), tf.cast(y1, tf.float32))
     np.testing.assert_array_equal(tf.cast(g0, tf.float32), tf.cast(g1, tf.float32))
+
+
+def test_bias_gradient_apart_is_the_sum_of_the_output_gradient_and_off_in_bf16():
+    x = tf.random.stateless_normal((4, 28, 28, 1), [5, 6])
+    kernel = tf.random.stateless_normal((4, 4, 1, 8), [7, 8])
+    bias = tf.Variable(tf.random.stateless_normal((8,), [9, 10]))
+    dy = tf.random.stateless_normal((4, 14, 14, 8), [11, 12])
+    with tf.GradientTape() as tape:
+        y = fastpath.conv2d_with_bias(x, kernel, bias, 2)
+    np.testing.assert_allclose(y, tf.nn.conv2d(x, kernel, 2, "SAME") + bias, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(tape.gradient(y, bias, output_gradients=dy), tf.reduce_sum(dy, [0, 1, 2]), rtol=1e-5)
+    # The trainer takes it in fp32 on a CPU only: in bf16 the fused kernel is as fast (README, "Speed").
+    spec = get_spec("mnist")
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        g, d = spec.build_generator(), spec.build_discriminator()
+    finally:
+        keras.config.set_dtype_policy("float32")
+    GANTrainer(g, d, latent_dim=spec.latent_dim)
+    first = next(layer for layer in d.layers if isinstance(layer, keras.layers.Conv2D))
+    assert first.kernel.shape[2] == 1 and not getattr(first, "_gan_kit_fast_path", False)
