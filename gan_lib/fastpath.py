@@ -99,6 +99,14 @@ def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int, int]:
     return out, total // 2, total - total // 2
 
 
+def tensorflow_filter_gradient(x: tf.Tensor, dy: tf.Tensor, kernel_size: tuple[int, int], stride: int) -> tf.Tensor:
+    """dL/dW of ``y = conv2d(x, W, stride, "SAME")`` by TensorFlow's own kernel; shapes as :func:`filter_gradient`."""
+    return tf.raw_ops.Conv2DBackpropFilter(
+        input=x, filter_sizes=[*kernel_size, x.shape[-1], dy.shape[-1]], out_backprop=dy,
+        strides=[1, stride, stride, 1], padding="SAME",
+    )  # fmt: skip
+
+
 def filter_gradient(x: tf.Tensor, dy: tf.Tensor, kernel_size: tuple[int, int], stride: int) -> tf.Tensor:
     """dL/dW, (kh, kw, ci, co), of ``y = conv2d(x, W, stride, "SAME")``.
 
@@ -111,10 +119,7 @@ def filter_gradient(x: tf.Tensor, dy: tf.Tensor, kernel_size: tuple[int, int], s
     out_h, top, bottom = same_padding(height, kh, stride)
     out_w, left, right = same_padding(width, kw, stride)
     if ci < MIN_IN_CHANNELS:
-        return tf.raw_ops.Conv2DBackpropFilter(
-            input=x, filter_sizes=[kh, kw, ci, co], out_backprop=dy,
-            strides=[1, stride, stride, 1], padding="SAME",
-        )  # fmt: skip
+        return tensorflow_filter_gradient(x, dy, kernel_size, stride)
     padded = tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]])
     if stride == 1 and kh * kw > MAX_GATHERED_TAPS:
         # Many taps: the columns would be kh·kw copies of the input; a convolution needs only transposes.
@@ -136,6 +141,13 @@ def filter_gradient(x: tf.Tensor, dy: tf.Tensor, kernel_size: tuple[int, int], s
     return tf.reshape(grad, [kh, kw, ci, co])
 
 
+def input_gradient(x: tf.Tensor, kernel: tf.Tensor, dy: tf.Tensor, stride: int) -> tf.Tensor:
+    """dL/dx, shaped like ``x``, of ``y = conv2d(x, kernel, stride, "SAME")``: TensorFlow's own kernel."""
+    return tf.raw_ops.Conv2DBackpropInput(
+        input_sizes=tf.shape(x), filter=kernel, out_backprop=dy, strides=[1, stride, stride, 1], padding="SAME"
+    )
+
+
 def conv2d(x: tf.Tensor, kernel: tf.Tensor, stride: int) -> tf.Tensor:
     """``tf.nn.conv2d(x, kernel, stride, "SAME")`` whose weight gradient is :func:`filter_gradient`.
 
@@ -145,11 +157,7 @@ def conv2d(x: tf.Tensor, kernel: tf.Tensor, stride: int) -> tf.Tensor:
     @tf.custom_gradient
     def op(x, kernel):
         def grad(dy):
-            dx = tf.raw_ops.Conv2DBackpropInput(
-                input_sizes=tf.shape(x), filter=kernel, out_backprop=dy,
-                strides=[1, stride, stride, 1], padding="SAME",
-            )  # fmt: skip
-            return dx, filter_gradient(x, dy, kernel.shape[:2], stride)
+            return input_gradient(x, kernel, dy, stride), filter_gradient(x, dy, kernel.shape[:2], stride)
 
         return tf.nn.conv2d(x, kernel, stride, "SAME"), grad
 
@@ -189,18 +197,12 @@ def conv2d_with_bias(x: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor, stride: i
     The gradients are TensorFlow's own kernels; only the graph's shape differs, so that grappler
     does not fuse the weight and bias gradients (see the module's notes).
     """
-    strides = [1, stride, stride, 1]
 
     @tf.custom_gradient
     def op(x, kernel, bias):
         def grad(dy):
-            dx = tf.raw_ops.Conv2DBackpropInput(
-                input_sizes=tf.shape(x), filter=kernel, out_backprop=dy, strides=strides, padding="SAME"
-            )
-            dw = tf.raw_ops.Conv2DBackpropFilter(
-                input=x, filter_sizes=tf.shape(kernel), out_backprop=dy, strides=strides, padding="SAME"
-            )
-            return dx, dw, tf.reduce_sum(dy, [0, 1, 2])
+            dw = tensorflow_filter_gradient(x, dy, kernel.shape[:2], stride)
+            return input_gradient(x, kernel, dy, stride), dw, tf.reduce_sum(dy, [0, 1, 2])
 
         return tf.nn.bias_add(tf.nn.conv2d(x, kernel, stride, "SAME"), bias), grad
 

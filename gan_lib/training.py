@@ -149,6 +149,16 @@ def gan_train_step(
     }
 
 
+def ema_decay_at(step, decay: float, warmup: float) -> tf.Tensor:
+    """The EMA's decay at (1-based) step ``step``: ``min(decay, (1 + step) / (warmup + step))``.
+
+    The warm-up: early on the average forgets fast, spanning about the last step / (warmup - 1) steps,
+    so it is not stuck near the random init. A float32 scalar tensor.
+    """
+    step = tf.cast(step, tf.float32)
+    return tf.minimum(float(decay), (1.0 + step) / (warmup + step))
+
+
 class GANTrainer:
     """Networks, optimisers, noise RNG, EMA generator and checkpoint of one GAN.
 
@@ -272,9 +282,7 @@ class GANTrainer:
         return model
 
     def _update_ema(self) -> None:
-        step = tf.cast(self.ema_steps.assign_add(1), tf.float32)
-        # Warm-up: early on the average forgets fast, so it is not stuck near the random init.
-        decay = tf.minimum(float(self.recipe.ema_decay), (1.0 + step) / (self.recipe.ema_warmup + step))
+        decay = ema_decay_at(self.ema_steps.assign_add(1), self.recipe.ema_decay, self.recipe.ema_warmup)
         pairs = zip(self.ema_generator.trainable_variables, self.generator.trainable_variables)
         if self.fast_ops and not tf.distribute.has_strategy():  # one pass fewer over the weights
             for ema_var, var in pairs:
@@ -324,6 +332,7 @@ class GANTrainer:
             return None
         size = tf.cast(batch_size, tf.float32)
         share = tf.maximum(self.recipe.top_k_min, tf.pow(self.recipe.top_k_decay, tf.cast(self.epoch, tf.float32)))
+        # Rounded up, less a hair: float rounding must not lift a whole count (B, or B · top_k_min) to the next.
         return tf.maximum(1, tf.cast(tf.math.ceil(share * size - 1e-3), tf.int32))
 
     def _distributed_step(self, images, labels=None):

@@ -20,7 +20,6 @@ import json
 from pathlib import Path
 
 import keras
-import tensorflow as tf
 
 from gan_lib import metrics, training
 from gan_lib.runs import load_training_data, train_model
@@ -49,10 +48,8 @@ def main() -> None:
 
     def update_with_extras(self):
         update_ema(self)  # counts the step: ema_steps now holds this step's number
-        step = tf.cast(self.ema_steps, tf.float32)
         for name, model in extras.items():
-            decay, warmup = averages[name]
-            rate = 1.0 - tf.minimum(decay, (1.0 + step) / (warmup + step))
+            rate = 1.0 - training.ema_decay_at(self.ema_steps, *averages[name])
             for ema_var, var in zip(model.trainable_variables, self.generator.trainable_variables):
                 ema_var.assign_sub(rate * (ema_var - var))
 
