@@ -57,6 +57,17 @@ def top_k_generator_loss(fake_logits, k):
     return generator_loss(best)
 
 
+def code_loss(code, code_logits):
+    """InfoGAN's loss for a categorical code (Chen et al., 2016): mean cross-entropy of the code's category.
+
+    ``code``: (B,) ints, the category each fake was drawn with; ``code_logits``: (B, K), a head on D's
+    features guessing it from the fake. Minimising it over both networks maximises a lower bound on the
+    mutual information between code and fake, so the generator makes each category look distinct.
+    """
+    code_logits = tf.cast(code_logits, tf.float32)
+    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=code, logits=code_logits))
+
+
 def minimax_generator_loss(fake_logits):
     """The original saturating loss ``mean(log(1 - σ(D(G(z)))))``, minimised by G (for teaching)."""
     fake_logits = tf.cast(fake_logits, tf.float32)

@@ -78,6 +78,48 @@ def _label_plane(labels, num_classes: int, height: int, width: int, embedding_di
     return layers.Reshape((height, width, 1), name=f"{prefix}_label_plane")(x)
 
 
+@keras.saving.register_keras_serializable(package="gan_lib")
+class CategoricalCode(layers.Layer):
+    """Reads a categorical latent code off the noise: its first ``num_categories`` entries become a one-hot.
+
+    (B, latent_dim) -> (B, latent_dim): ``z[:, :K]`` is replaced by ``one_hot(argmax(z[:, :K]))``; the rest
+    passes through. For z ~ N(0, 1) the argmax is uniform over the K categories, so the generator still
+    takes plain Gaussian noise and every sampler (grids, ``gan-lib sample``, the metrics) works unchanged,
+    while the generator sees a discrete choice it cannot blend. InfoGAN (Chen et al., 2016) draws such a code
+    apart and makes it recoverable from the fakes (:func:`gan_lib.losses.code_loss`); here it is part of the noise.
+    Computed in float32 whatever the dtype policy, so the code is the one :func:`categorical_code` reads.
+    """
+
+    def __init__(self, num_categories: int, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        self.num_categories = int(num_categories)
+
+    def call(self, noise):
+        k = self.num_categories
+        code = keras.ops.one_hot(keras.ops.argmax(noise[:, :k], axis=-1), k, dtype=noise.dtype)
+        return keras.ops.concatenate([code, noise[:, k:]], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "num_categories": self.num_categories}
+
+
+def categorical_code(noise, num_categories: int):
+    """The category (B,) int32 that :class:`CategoricalCode` reads off noise (B, latent_dim)."""
+    return keras.ops.cast(keras.ops.argmax(noise[:, :num_categories], axis=-1), "int32")
+
+
+def find_categorical_code(generator: keras.Model) -> int:
+    """The number of categories of ``generator``'s :class:`CategoricalCode` layer; 0 if it has none."""
+    for layer in generator.layers:
+        if isinstance(layer, CategoricalCode):
+            return layer.num_categories
+    return 0
+
+
 def build_generator(
     latent_dim: int = 100,
     image_shape: tuple[int, int, int] = (28, 28, 1),
@@ -90,6 +132,7 @@ def build_generator(
     batchnorm_momentum: float = 0.99,
     kernel_initializer: str | keras.initializers.Initializer = "glorot_uniform",
     embedding_dim: int = 50,
+    categorical_code: int = 0,
     dtype_policy: str | None = None,
     synchronized_batchnorm: bool = False,
     name: str | None = None,
@@ -112,7 +155,15 @@ def build_generator(
     statistics; with ``True`` the mean and variance are all-reduced over every
     replica, so N replicas normalise exactly as one device would on the whole
     batch. Without a strategy it changes nothing.
+
+    ``categorical_code``: if K > 0, the first K noise entries are read as a K-way
+    categorical code (:class:`CategoricalCode`) before the projection; the input
+    is still noise (B, latent_dim) ~ N(0, 1). For recipes with ``info_categories``.
     """
+    if categorical_code and not 1 < categorical_code < latent_dim:
+        raise ValueError(
+            f"categorical_code must be between 2 and latent_dim - 1 = {latent_dim - 1}; got {categorical_code}"
+        )
     with dtype_policy_scope(dtype_policy):
         height, width, channels = image_shape
         if height != width:
@@ -120,9 +171,8 @@ def build_generator(
         start, strides = _upsampling_plan(height, len(hidden_filters) + 1)
         init = keras.initializers.get(kernel_initializer)
         noise = keras.Input(shape=(latent_dim,), name="noise")
-        x = layers.Dense(start * start * project_filters, use_bias=False, kernel_initializer=init, name="project")(
-            noise
-        )
+        x = CategoricalCode(categorical_code, name="categorical_code")(noise) if categorical_code else noise
+        x = layers.Dense(start * start * project_filters, use_bias=False, kernel_initializer=init, name="project")(x)
         x = layers.BatchNormalization(momentum=batchnorm_momentum, synchronized=synchronized_batchnorm)(x)
         x = _activation(activation)(x)
         x = layers.Reshape((start, start, project_filters))(x)

@@ -126,7 +126,7 @@ def build_trainer(spec: ModelSpec, *, recipe: str, precision: str, seed: int, st
 
     with distribute.strategy_scope(strategy):
         sync = strategy is not None
-        generator = spec.build_generator(precision=precision, synchronized_batchnorm=sync)
+        generator = spec.build_generator(precision=precision, synchronized_batchnorm=sync, recipe=recipe)
         discriminator = spec.build_discriminator(precision, synchronized_batchnorm=sync)
     return GANTrainer(
         generator, discriminator, recipe=recipe, latent_dim=spec.latent_dim, num_classes=spec.num_classes,

@@ -33,6 +33,10 @@ class Recipe:
     the k fakes of each batch that D scores most real, with k = B · top_k_decay ** (epochs done),
     but never under B · ``top_k_min``. The fakes D rejects most pull G towards
     whichever mode is nearest, often against the others' pull; dropping them sharpens G's update.
+    ``info_categories``: if K > 0, InfoGAN's categorical code (Chen et al., 2016): the generator reads a
+    K-way code off its noise (``build_generator(categorical_code=K)``), a head on D's features guesses it
+    from each fake, and both networks add ``info_weight`` times that guess's cross-entropy to their losses.
+    No labels are used: the generator is pushed to make each code value distinct, not blends of them.
     """
 
     name: str
@@ -45,6 +49,8 @@ class Recipe:
     bn_recalibration: bool = False
     top_k_decay: float | None = None
     top_k_min: float = 0.5
+    info_categories: int = 0
+    info_weight: float = 1.0
 
     def make_optimizers(self) -> tuple[keras.optimizers.Optimizer, keras.optimizers.Optimizer]:
         """(generator optimizer, discriminator optimizer)."""
@@ -75,6 +81,10 @@ RECIPES: dict[str, Recipe] = {
     # dcgan-lr6e-4 with top-k training at the paper's settings (k decays by 0.99 per epoch, to at least half).
     "dcgan-lr6e-4-topk": Recipe(
         "dcgan-lr6e-4-topk", 6e-4, 6e-4, 0.5, ema_decay=0.999, bn_recalibration=True, top_k_decay=0.99
+    ),
+    # dcgan-lr6e-4 with InfoGAN's 10-way categorical code (weight 1, as in the paper's MNIST runs).
+    "dcgan-lr6e-4-info": Recipe(
+        "dcgan-lr6e-4-info", 6e-4, 6e-4, 0.5, ema_decay=0.999, bn_recalibration=True, info_categories=10
     ),
 }
 DEFAULT_RECIPE = "dcgan"
@@ -162,17 +172,23 @@ class ModelSpec:
         return self.grid[0] * self.grid[1]
 
     def build_generator(
-        self, latent_dim: int | None = None, precision: str = "fp32", synchronized_batchnorm: bool = False
+        self,
+        latent_dim: int | None = None,
+        precision: str = "fp32",
+        synchronized_batchnorm: bool = False,
+        recipe: str | Recipe | None = None,
     ) -> keras.Model:
         """The generator; ``precision`` "fp32", "bf16", "fp16" or "auto" (see :mod:`gan_lib.hardware`).
 
         ``synchronized_batchnorm``: BatchNorm statistics over the global batch under a
-        ``tf.distribute`` strategy (see :mod:`gan_lib.distribute`).
+        ``tf.distribute`` strategy (see :mod:`gan_lib.distribute`). ``recipe``: the recipe it will
+        train with, if that changes the network (a categorical code: ``Recipe.info_categories``).
         """
+        recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
         return models.build_generator(
             latent_dim or self.latent_dim, self.image_shape, self.num_classes,
             dtype_policy=hardware.dtype_policy(precision), synchronized_batchnorm=synchronized_batchnorm,
-            **self.generator_kwargs,
+            categorical_code=recipe.info_categories if recipe is not None else 0, **self.generator_kwargs,
         )  # fmt: skip
 
     def build_discriminator(self, precision: str = "fp32", synchronized_batchnorm: bool = False) -> keras.Model:

@@ -40,7 +40,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from gan_lib import checks, distribute, fastpath, losses, viz
+from gan_lib import checks, distribute, fastpath, losses, models, viz
 from gan_lib.data import iterate_batch_stacks, iterate_batches
 from gan_lib.io import atomic_path, atomic_write_json
 from gan_lib.specs import DEFAULT_RECIPE, Recipe, get_recipe
@@ -104,6 +104,8 @@ def gan_train_step(
     *,
     fused_updates: bool = False,
     g_top_k: tf.Tensor | int | None = None,
+    code_model: keras.Model | None = None,
+    info_weight: float = 1.0,
 ) -> dict[str, tf.Tensor]:
     """One simultaneous update of D and G. The core shared by every training path.
 
@@ -122,31 +124,60 @@ def gan_train_step(
 
     ``g_top_k``: if given, G's loss is taken over only the ``g_top_k`` fakes
     that D scores most real (:func:`gan_lib.losses.top_k_generator_loss`); D still sees every fake.
+
+    ``code_model``: for InfoGAN's categorical code (``Recipe.info_categories``), D with a second output:
+    images -> (logits (B, 1), code logits (B, K)), sharing D's layers (:func:`with_code_head`). The fakes go
+    through it; both losses add ``info_weight`` times :func:`gan_lib.losses.code_loss` of the code the
+    generator read off ``noise``, D's optimiser also updates the head, and the result adds ``code_acc``
+    (share of fakes whose code the head guesses). The returned losses stay the plain GAN losses.
     """
     g_inputs = noise if labels is None else [noise, labels]
+    d_variables = (discriminator if code_model is None else code_model).trainable_variables
     with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
         fakes = generator(g_inputs, training=True)
         real_logits = discriminator(images if labels is None else [images, labels], training=True)
-        fake_logits = discriminator(fakes if labels is None else [fakes, labels], training=True)
+        if code_model is None:
+            fake_logits = discriminator(fakes if labels is None else [fakes, labels], training=True)
+        else:
+            fake_logits, code_logits = code_model(fakes, training=True)
         d_loss = losses.discriminator_loss(real_logits, fake_logits, label_smoothing)
         if g_top_k is None:
             g_loss = losses.generator_loss(fake_logits)
         else:
             g_loss = losses.top_k_generator_loss(fake_logits, g_top_k)
+        d_objective, g_objective = d_loss, g_loss
+        if code_model is not None:
+            code = models.categorical_code(noise, code_logits.shape[-1])
+            info_loss = losses.code_loss(code, code_logits)
+            d_objective, g_objective = d_loss + info_weight * info_loss, g_loss + info_weight * info_loss
         # replica_share: the identity on one device. scale_loss: the identity, except under a
         # LossScaleOptimizer (fp16), which unscales in apply_gradients.
-        scaled_g_loss = g_optimizer.scale_loss(distribute.replica_share(g_loss))
-        scaled_d_loss = d_optimizer.scale_loss(distribute.replica_share(d_loss))
+        scaled_g_loss = g_optimizer.scale_loss(distribute.replica_share(g_objective))
+        scaled_d_loss = d_optimizer.scale_loss(distribute.replica_share(d_objective))
     g_grads = g_tape.gradient(scaled_g_loss, generator.trainable_variables)
-    d_grads = d_tape.gradient(scaled_d_loss, discriminator.trainable_variables)
+    d_grads = d_tape.gradient(scaled_d_loss, d_variables)
     fastpath.apply_gradients(g_optimizer, g_grads, generator.trainable_variables, fused=fused_updates)
-    fastpath.apply_gradients(d_optimizer, d_grads, discriminator.trainable_variables, fused=fused_updates)
-    return {
+    fastpath.apply_gradients(d_optimizer, d_grads, d_variables, fused=fused_updates)
+    result = {
         "d_loss": d_loss,
         "g_loss": g_loss,
         "d_real_acc": tf.reduce_mean(tf.cast(real_logits > 0, tf.float32)),
         "d_fake_acc": tf.reduce_mean(tf.cast(fake_logits < 0, tf.float32)),
     }
+    if code_model is not None:
+        guessed = tf.cast(tf.argmax(code_logits, axis=-1), tf.int32)
+        result["code_acc"] = tf.reduce_mean(tf.cast(tf.equal(guessed, code), tf.float32))
+    return result
+
+
+def with_code_head(discriminator: keras.Model, head: keras.layers.Layer) -> keras.Model:
+    """D with a second output: images -> (D's logits (B, 1), ``head`` on D's last features).
+
+    The features are the input of D's last layer (the one that makes the logit: after Flatten, in the
+    kit's builders); D's layers are shared, not copied. Unconditional discriminators only.
+    """
+    features = discriminator.layers[-1].input
+    return keras.Model(discriminator.inputs, [discriminator.outputs[0], head(features)], name="discriminator_with_code")
 
 
 def ema_decay_at(step, decay: float, warmup: float) -> tf.Tensor:
@@ -220,6 +251,7 @@ class GANTrainer:
             )
         if self.strategy is not None:
             distribute.check_built_in_scope(self.strategy, generator, discriminator)
+        self._check_categorical_code(generator)
         if fast_ops:
             fastpath.prepare_for_training(generator, discriminator)
         with distribute.strategy_scope(self.strategy):  # Keras optimisers bind to the strategy they are made in
@@ -230,14 +262,42 @@ class GANTrainer:
         self.invalidate_sampler()
         self._input_checked = False
 
+    def _check_categorical_code(self, generator: keras.Model) -> None:
+        """A recipe with a categorical code needs a generator that reads one (and of the same size)."""
+        wanted, found = self.recipe.info_categories, models.find_categorical_code(generator)
+        if wanted and self.num_classes is not None:
+            raise checks.InputError(
+                f"recipe {self.recipe.name!r} adds a categorical code, which is for unconditional GANs; "
+                "a conditional GAN already has its labels. Pick another recipe."
+            )
+        if wanted != found:
+            fix = (
+                f"build it with build_generator(..., categorical_code={wanted}) (spec.build_generator(recipe=...))"
+                if wanted
+                else "pick a recipe with info_categories set to it, or build the generator without categorical_code"
+            )
+            raise checks.InputError(
+                f"recipe {self.recipe.name!r} trains a {wanted}-way categorical code, but the generator reads "
+                f"{found or 'no'} code off its noise: {fix}."
+            )
+
     def _create_state(self, generator: keras.Model, discriminator: keras.Model, seed: int) -> None:
         """Optimisers, noise RNG, counters, EMA copy and checkpoint: every variable the trainer owns."""
         self.g_optimizer, self.d_optimizer = self.recipe.make_optimizers()
         if generator.dtype_policy.name == "mixed_float16":  # fp16 underflows without loss scaling
             self.g_optimizer = keras.optimizers.LossScaleOptimizer(self.g_optimizer)
             self.d_optimizer = keras.optimizers.LossScaleOptimizer(self.d_optimizer)
+        self.code_head: keras.layers.Layer | None = None
+        self.code_model: keras.Model | None = None
+        if self.recipe.info_categories:
+            # float32 logits, like D's own; D's weight init, so the head starts as small as the logit layer.
+            self.code_head = keras.layers.Dense(
+                self.recipe.info_categories, dtype="float32", name="code_logits",
+                kernel_initializer=keras.initializers.RandomNormal(stddev=0.02),
+            )  # fmt: skip
+            self.code_model = with_code_head(discriminator, self.code_head)
         self.g_optimizer.build(generator.trainable_variables)
-        self.d_optimizer.build(discriminator.trainable_variables)
+        self.d_optimizer.build((self.code_model or discriminator).trainable_variables)
         self.noise_rng = tf.random.Generator.from_seed(seed)
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self.ema_generator: keras.Model | None = None
@@ -255,7 +315,13 @@ class GANTrainer:
             ema_steps=self.ema_steps,
             dropout_rng=_seed_states(discriminator) + _seed_states(generator),
             **({"ema_generator": self.ema_generator} if self.ema_generator is not None else {}),
+            **({"code_head": self.code_head} if self.code_head is not None else {}),
         )
+
+    @property
+    def step_keys(self) -> tuple[str, ...]:
+        """The values one train step returns: :data:`STEP_KEYS`, and ``code_acc`` with a categorical code."""
+        return STEP_KEYS + (("code_acc",) if self.code_model is not None else ())
 
     @property
     def conditional(self) -> bool:
@@ -305,10 +371,11 @@ class GANTrainer:
     def _steps(self, images, labels=None):
         """``_step`` on each batch of a stack (k, B, ...), in order, in one graph; each value stacked to (k,)."""
         count = tf.shape(images)[0]
-        values = {key: tf.TensorArray(tf.float32, size=count) for key in STEP_KEYS}
+        keys = self.step_keys
+        values = {key: tf.TensorArray(tf.float32, size=count) for key in keys}
         for i in tf.range(count):
             result = self._step(images[i], None if labels is None else labels[i])
-            values = {key: values[key].write(i, tf.cast(result[key], tf.float32)) for key in STEP_KEYS}
+            values = {key: values[key].write(i, tf.cast(result[key], tf.float32)) for key in keys}
         return {key: array.stack() for key, array in values.items()}
 
     def _replica_step(self, images, labels, noise):
@@ -316,7 +383,8 @@ class GANTrainer:
         result = gan_train_step(
             self.generator, self.discriminator, self.g_optimizer, self.d_optimizer,
             images, labels, noise, self.recipe.label_smoothing, fused_updates=self.fast_ops,
-            g_top_k=self._g_top_k(tf.shape(images)[0]),
+            g_top_k=self._g_top_k(tf.shape(images)[0]), code_model=self.code_model,
+            info_weight=self.recipe.info_weight,
         )  # fmt: skip
         if self.ema_generator is not None:
             # Per replica: every replica's copy of G has just received the same all-reduced update.
@@ -586,7 +654,7 @@ def train(
             batches = iterate_batches(images, labels, batch_size, **order)
             run_steps = trainer.train_step
         progbar = keras.utils.Progbar(steps, verbose=verbose, stateful_metrics=["d_loss", "g_loss"])
-        sums = dict.fromkeys(STEP_KEYS, 0.0)
+        sums = dict.fromkeys(trainer.step_keys, 0.0)
         pending: list[dict[str, tf.Tensor]] = []
         step = 0
         for batch in batches:
@@ -638,7 +706,8 @@ def train(
             print(
                 f"epoch {epoch}/{epochs}: d_loss {record['d_loss']:.4f}  g_loss {record['g_loss']:.4f}  "
                 f"D acc real {record['d_real_acc']:.2f} fake {record['d_fake_acc']:.2f}  "
-                f"{record['seconds']:.1f} s",
+                + (f"code acc {record['code_acc']:.2f}  " if "code_acc" in record else "")
+                + f"{record['seconds']:.1f} s",
                 flush=True,
             )
         _raise_if_stop_requested()  # a Ctrl-C lost during the epoch's writes still stops the run here
