@@ -1,0 +1,112 @@
+"""Where a generator's classifier score is lost, and what its categorical code learned.
+
+    python scripts/code_classes.py assets/reference/mnist [OTHER_RUN_OR_GENERATOR ...] [--grid code_grid.png]
+
+For each generator (a run folder, or a ``.keras`` file) it draws N samples in inference mode, as the
+metrics do, and splits the log of the classifier score into its two parts: the entropy of the mean
+prediction (are the classes balanced?) less the mean entropy of each prediction (is each sample one
+clear digit?). It prints both exponentiated, the share of ambiguous samples (less than 0.9 probability
+for their likeliest class) and the commonest confusions among them.
+
+For a generator that reads a categorical code off its noise (:class:`gan_lib.models.CategoricalCode`),
+it also prints, per code value, which class the classifier puts its samples in, and ``--grid`` draws
+one row per code value: the same continuous noise in every column, only the code changing down a column.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from gan_lib import metrics, models, viz
+from gan_lib.training import generate_images
+
+
+def load_generator(path: Path) -> tuple[keras.Model, str]:
+    """(generator, its dataset) from a run folder or a ``.keras`` file (dataset: the run's, else MNIST)."""
+    if path.is_dir():
+        config = json.loads((path / "config.json").read_text())
+        from gan_lib.specs import get_spec
+
+        return keras.models.load_model(path / "generator.keras", compile=False), get_spec(config["model"]).dataset
+    return keras.models.load_model(path, compile=False), "mnist"
+
+
+def with_code(noise: np.ndarray, num_categories: int, category: int) -> np.ndarray:
+    """The noise with its code set to ``category``: the largest of its first K entries swapped into place."""
+    out = noise.copy()
+    rows = np.arange(len(out))
+    top = np.argmax(out[:, :num_categories], axis=1)
+    out[rows, top], out[rows, category] = noise[rows, category], noise[rows, top]
+    return out
+
+
+def report(path: Path, num: int, seed: int, grid: Path | None) -> dict:
+    generator, dataset = load_generator(path)
+    latent = int(generator.inputs[0].shape[-1])
+    noise = np.random.default_rng(seed).standard_normal((num, latent)).astype(np.float32)
+    probs = metrics.extract(dataset, generate_images(generator, noise)).probs.astype(np.float64)
+    entropy = -(probs * np.log(probs + 1e-12)).sum(1)
+    marginal = probs.mean(0)
+    ambiguous = probs.max(1) < 0.9
+    top2 = np.sort(np.argsort(-probs, axis=1)[:, :2], axis=1)
+    pairs = Counter(f"{a}/{b}" for a, b in top2[ambiguous])
+    result = {
+        "generator": str(path),
+        "n": num,
+        "score": float(np.exp(-(marginal * np.log(marginal)).sum() - entropy.mean())),
+        "balance": float(np.exp(-(marginal * np.log(marginal)).sum())),
+        "per_sample_entropy_exp": float(np.exp(entropy.mean())),
+        "ambiguous_share": float(ambiguous.mean()),
+        "entropy_share_of_ambiguous": float(entropy[ambiguous].sum() / entropy.sum()),
+        "class_shares": np.round(marginal, 4).tolist(),
+        "top_confusions": pairs.most_common(5),
+    }
+    print(f"{path}: score {result['score']:.3f} = balance {result['balance']:.3f} / per-sample "
+          f"{result['per_sample_entropy_exp']:.4f}; ambiguous {100 * result['ambiguous_share']:.1f}% of samples, "
+          f"{100 * result['entropy_share_of_ambiguous']:.0f}% of the entropy; confusions {result['top_confusions']}")  # fmt: skip
+    k = models.find_categorical_code(generator)
+    if k:
+        code = np.asarray(models.categorical_code(noise, k))
+        predicted = probs.argmax(1)
+        rows = []
+        for c in range(k):
+            counts = np.bincount(predicted[code == c], minlength=probs.shape[1])
+            rows.append({"code": c, "samples": int(counts.sum()), "class": int(counts.argmax()),
+                         "class_share": float(counts.max() / max(1, counts.sum()))})  # fmt: skip
+            print(
+                f"  code {c}: {counts.sum():5d} samples, class {counts.argmax()} for {100 * rows[-1]['class_share']:.1f}%"
+            )
+        result["codes"] = rows
+        if grid is not None:
+            styles = np.random.default_rng(seed + 1).standard_normal((10, latent)).astype(np.float32)
+            images = np.concatenate([generate_images(generator, with_code(styles, k, c)) for c in range(k)])
+            viz.save_grid(images, grid, k, len(styles), title="one code value per row")
+            print(f"  grid: {grid}")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("generators", nargs="+", type=Path, help="run folders or .keras files")
+    parser.add_argument("--n", type=int, default=10_000, help="samples per generator (default 10,000)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--grid", type=Path, help="the code grid of the first generator with a code")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    results = []
+    for path in args.generators:
+        results.append(report(path, args.n, args.seed, args.grid))
+        if "codes" in results[-1]:
+            args.grid = None
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
