@@ -6,7 +6,10 @@ For each generator (a run folder, or a ``.keras`` file) it draws N samples in in
 metrics do, and splits the log of the classifier score into its two parts: the entropy of the mean
 prediction (are the classes balanced?) less the mean entropy of each prediction (is each sample one
 clear digit?). It prints both exponentiated, the share of ambiguous samples (less than 0.9 probability
-for their likeliest class) and the commonest confusions among them.
+for their likeliest class) and the commonest confusions among them. Last, the spread of the samples'
+classifier features (the trace of their covariance, which the FCD compares) as a share of the real
+test images' spread, beside the same share for the last 10,000 real training images (the metrics'
+held-out real data): below theirs, the samples vary less than real digits do.
 
 For a generator that reads a categorical code off its noise (:class:`gan_lib.models.CategoricalCode`),
 it also prints, per code value, which class the classifier puts its samples in, and ``--grid`` draws
@@ -16,6 +19,7 @@ one row per code value: the same continuous noise in every column, only the code
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from collections import Counter
 from pathlib import Path
@@ -23,7 +27,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from gan_lib import metrics, models, viz
+from gan_lib import data, metrics, models, viz
 from gan_lib.training import generate_images
 
 
@@ -46,11 +50,26 @@ def with_code(noise: np.ndarray, num_categories: int, category: int) -> np.ndarr
     return out
 
 
+def spread(dataset: str, features: np.ndarray) -> float:
+    """The trace of ``features``' covariance as a share of the real test images' (full split when at hand)."""
+    split = data.load_dataset(dataset, allow_sample=True)
+    _, test_covariance = metrics.reference_statistics(dataset, split.x_test)
+    return float(np.trace(np.cov(features, rowvar=False)) / np.trace(test_covariance))
+
+
+@functools.lru_cache
+def held_out_spread(dataset: str) -> float:
+    """:func:`spread` of the last 10,000 real training images: the metrics' held-out real data."""
+    real = data.load_dataset(dataset, allow_sample=True)
+    return spread(dataset, metrics.extract(dataset, real.x_train[-10_000:]).features)
+
+
 def report(path: Path, num: int, seed: int, grid: Path | None) -> dict:
     generator, dataset = load_generator(path)
     latent = int(generator.inputs[0].shape[-1])
     noise = np.random.default_rng(seed).standard_normal((num, latent)).astype(np.float32)
-    probs = metrics.extract(dataset, generate_images(generator, noise)).probs.astype(np.float64)
+    extracted = metrics.extract(dataset, generate_images(generator, noise))
+    probs = extracted.probs.astype(np.float64)
     entropy = -(probs * np.log(probs + 1e-12)).sum(1)
     marginal = probs.mean(0)
     ambiguous = probs.max(1) < 0.9
@@ -66,10 +85,14 @@ def report(path: Path, num: int, seed: int, grid: Path | None) -> dict:
         "entropy_share_of_ambiguous": float(entropy[ambiguous].sum() / entropy.sum()),
         "class_shares": np.round(marginal, 4).tolist(),
         "top_confusions": pairs.most_common(5),
+        "feature_spread": spread(dataset, extracted.features),
+        "held_out_real_feature_spread": held_out_spread(dataset),
     }
     print(f"{path}: score {result['score']:.3f} = balance {result['balance']:.3f} / per-sample "
           f"{result['per_sample_entropy_exp']:.4f}; ambiguous {100 * result['ambiguous_share']:.1f}% of samples, "
-          f"{100 * result['entropy_share_of_ambiguous']:.0f}% of the entropy; confusions {result['top_confusions']}")  # fmt: skip
+          f"{100 * result['entropy_share_of_ambiguous']:.0f}% of the entropy; confusions {result['top_confusions']}; "
+          f"feature spread {result['feature_spread']:.3f} of the test images' (real held-out images: "
+          f"{result['held_out_real_feature_spread']:.3f})")  # fmt: skip
     k = models.find_categorical_code(generator)
     if k:
         code = np.asarray(models.categorical_code(noise, k))

@@ -62,7 +62,7 @@ def test_tutorial_networks_stay_one_flag_away():
     assert "LeakyReLU" in _kinds(tutorial.build_generator())
     assert get_spec("mnist").with_nets("default") is get_spec("mnist")
     # MNIST's faster recipe was measured on its default networks only; the tutorial's train with plain dcgan.
-    assert get_spec("mnist").recipe == "dcgan-lr6e-4" and tutorial.recipe == "dcgan"
+    assert get_spec("mnist").recipe == "dcgan-lr6e-4-info" and tutorial.recipe == "dcgan"
     assert set(NETS) == {"default", "tutorial", "large"}
     with pytest.raises(ValueError, match="choose one of: default, tutorial, large"):
         get_spec("mnist").with_nets("paper")
