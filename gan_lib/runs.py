@@ -102,7 +102,19 @@ def write_config(run_dir: Path, config: dict[str, Any]) -> None:
                 f"{run_dir} holds a run with --nets {old['nets']}, not {config.get('nets')}: "
                 "its checkpoints would not fit the other networks. Use another --out folder, or the same --nets."
             )
+        if old.get("recipe") and old["recipe"] != config.get("recipe"):
+            raise InputError(
+                f"{run_dir} holds a run trained with --recipe {old['recipe']}, not {config.get('recipe')}: a run "
+                "resumes with the recipe it started with. Leave out --recipe (or give the same), or use another "
+                "--out folder."
+            )
     atomic_write_json(path, config)
+
+
+def run_recipe(run_dir: Path) -> str | None:
+    """The recipe a run folder's ``config.json`` names; None for a new folder."""
+    path = run_dir / "config.json"
+    return json.loads(path.read_text()).get("recipe") if path.exists() else None
 
 
 def run_nets(config: dict[str, Any]) -> str:
@@ -173,7 +185,9 @@ def train_model(
 
     dist = distribute.make_strategy(strategy)  # first: a multi-worker strategy must exist before other TF work
     spec = get_spec(name).with_nets(nets)  # an unknown name fails before any work
-    recipe = recipe or spec.recipe
+    run_dir = Path(out) if out is not None else default_run_dir(name)
+    # A run resumes with the recipe it started with, even after the model's default changed.
+    recipe = recipe or run_recipe(run_dir) or spec.recipe
     get_recipe(recipe)
     precision = hardware.resolve_precision(precision)
     keras.utils.set_random_seed(seed)
@@ -183,7 +197,6 @@ def train_model(
         batch_size = min(batch_size or SMOKE_BATCH, SMOKE_BATCH)
     epochs = spec.epochs if epochs is None else epochs
     batch_size = batch_size or spec.batch_size
-    run_dir = Path(out) if out is not None else default_run_dir(name)
     run_dir.mkdir(parents=True, exist_ok=True)
     dataset = load_training_data(spec, data_dir=data_dir, limit=limit)
     write_config(

@@ -211,6 +211,26 @@ def test_a_folder_from_before_nets_existed_may_resume_with_either(tmp_path):
         write_config(tmp_path, {"model": "mnist", "recipe": "dcgan", "nets": "default"})
 
 
+def test_a_run_resumes_with_its_own_recipe_and_refuses_another(tmp_path):
+    """After MNIST's default recipe changed, an older folder goes on with the recipe it started with."""
+    import json
+
+    out = tmp_path / "run"
+    args = ["train", "mnist", "--limit", "128", "--batch-size", "64", "--out", str(out), "--quiet",
+            "--metrics-every", "0"]  # fmt: skip
+    first = gan_lib(*args, "--epochs", "1", "--recipe", "dcgan-lr6e-4")
+    assert first.returncode == 0, first.stderr
+    before = sorted(p.name for p in (out / "checkpoints").iterdir())
+    switched = gan_lib(*args, "--epochs", "2", "--recipe", "dcgan")
+    assert switched.returncode == 2 and "--recipe dcgan-lr6e-4, not dcgan" in switched.stderr
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == before
+    resumed = gan_lib(*args, "--epochs", "2")  # no --recipe: the folder's, not MNIST's default (with its code)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Resuming from" in resumed.stderr
+    assert json.loads((out / "config.json").read_text())["recipe"] == "dcgan-lr6e-4"
+    assert json.loads((out / "generator.json").read_text()) == {"epoch": 2, "recipe": "dcgan-lr6e-4"}
+
+
 def test_large_networks_train_mnist_and_refuse_other_models(tmp_path):
     import json
 
