@@ -155,6 +155,9 @@ def plot_history(
     axes[0].legend()
     axes[1].plot(epochs, [h["d_real_acc"] for h in history], "o-", ms=3, label="D accuracy on real")
     axes[1].plot(epochs, [h["d_fake_acc"] for h in history], "o-", ms=3, label="D accuracy on fake")
+    coded = [(h["epoch"], h["code_acc"]) for h in history if "code_acc" in h]
+    if coded:  # a categorical code (InfoGAN): how often D's code head names the code of a fake
+        axes[1].plot([p[0] for p in coded], [p[1] for p in coded], "^-", ms=3, color="C4", label="code guessed")
     axes[1].set(xlabel="epoch", ylim=(-0.02, 1.02), title="Discriminator accuracy")
     axes[1].legend()
     titles = {"fcd": "FCD (lower is better)", "score": "Classifier score (higher is better)",

@@ -50,6 +50,15 @@ def test_plot_history(tmp_path):
     assert (tmp_path / "losses.png").stat().st_size > 1000
 
 
+def test_plot_history_shows_how_often_the_code_is_guessed():
+    history = [{"epoch": e, "d_loss": 1.0, "g_loss": 0.8, "d_real_acc": 0.6, "d_fake_acc": 0.5, "seconds": 1,
+                "code_acc": 0.3 * e} for e in (1, 2, 3)]  # fmt: skip
+    lines = {line.get_label(): line for line in viz.plot_history(history).axes[1].get_lines()}
+    assert list(lines["code guessed"].get_ydata()) == [0.3, 0.6, 0.3 * 3]
+    plain = viz.plot_history([{k: v for k, v in h.items() if k != "code_acc"} for h in history])
+    assert "code guessed" not in {line.get_label() for line in plain.axes[1].get_lines()}
+
+
 def _history(epochs, fcd0=100.0, score0=2.0):
     return [{"epoch": e, "d_loss": 1.0, "g_loss": 0.8, "d_real_acc": 0.6, "d_fake_acc": 0.5, "seconds": 1,
              "fcd": fcd0 / e, "score": score0 + e, "metrics_n": 2000} for e in epochs]  # fmt: skip
