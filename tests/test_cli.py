@@ -162,24 +162,38 @@ def test_compact_publish_rounds_the_weights_shrinks_the_file_and_measures_the_sh
     assert np.isfinite(report["metrics"]["fcd"]) and np.isfinite(report["shipped_check"]["score"])
 
 
+def tiny_mnist_run(out) -> list[str]:
+    """``gan-lib train mnist`` on 128 images, two steps per epoch, no metrics: add --epochs and the rest."""
+    return ["train", "mnist", "--limit", "128", "--batch-size", "64", "--out", str(out), "--quiet",
+            "--metrics-every", "0"]  # fmt: skip
+
+
+def checkpoint_files(out) -> list[str]:
+    return sorted(p.name for p in (out / "checkpoints").iterdir())
+
+
+def assert_refused_untouched(result, message: str, out, files_before: list[str]) -> None:
+    """The command failed with a usage error naming ``message``, and left the run's checkpoints as they were."""
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert checkpoint_files(out) == files_before
+
+
 def test_tutorial_networks_train_resume_and_refuse_a_switch(tmp_path):
     import json
 
     import keras
 
     out = tmp_path / "run"
-    args = ["train", "mnist", "--limit", "128", "--batch-size", "64", "--out", str(out), "--quiet",
-            "--metrics-every", "0"]  # fmt: skip
+    args = tiny_mnist_run(out)
     first = gan_lib(*args, "--epochs", "1", "--nets", "tutorial")
     assert first.returncode == 0, first.stderr
     assert json.loads((out / "config.json").read_text())["nets"] == "tutorial"
     sampler = keras.saving.load_model(out / "generator.keras", compile=False)
     kernels = {layer.kernel_size for layer in sampler.layers if isinstance(layer, keras.layers.Conv2DTranspose)}
     assert kernels == {(5, 5)}  # the tutorial's generator, not the default's 4×4 kernels
-    before = sorted(p.name for p in (out / "checkpoints").iterdir())
+    before = checkpoint_files(out)
     switched = gan_lib(*args, "--epochs", "2")  # default networks into a folder of tutorial-network checkpoints
-    assert switched.returncode == 2 and "--nets tutorial" in switched.stderr
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == before
+    assert_refused_untouched(switched, "--nets tutorial", out, before)
     resumed = gan_lib(*args, "--epochs", "2", "--nets", "tutorial")
     assert resumed.returncode == 0, resumed.stderr
     assert "Resuming from" in resumed.stderr and json.loads((out / "config.json").read_text())["nets"] == "tutorial"
@@ -216,14 +230,12 @@ def test_a_run_resumes_with_its_own_recipe_and_refuses_another(tmp_path):
     import json
 
     out = tmp_path / "run"
-    args = ["train", "mnist", "--limit", "128", "--batch-size", "64", "--out", str(out), "--quiet",
-            "--metrics-every", "0"]  # fmt: skip
+    args = tiny_mnist_run(out)
     first = gan_lib(*args, "--epochs", "1", "--recipe", "dcgan-lr6e-4")
     assert first.returncode == 0, first.stderr
-    before = sorted(p.name for p in (out / "checkpoints").iterdir())
+    before = checkpoint_files(out)
     switched = gan_lib(*args, "--epochs", "2", "--recipe", "dcgan")
-    assert switched.returncode == 2 and "--recipe dcgan-lr6e-4, not dcgan" in switched.stderr
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == before
+    assert_refused_untouched(switched, "--recipe dcgan-lr6e-4, not dcgan", out, before)
     resumed = gan_lib(*args, "--epochs", "2")  # no --recipe: the folder's, not MNIST's default (with its code)
     assert resumed.returncode == 0, resumed.stderr
     assert "Resuming from" in resumed.stderr
