@@ -100,3 +100,25 @@ def test_epoch_metrics_record_the_raw_generator_beside_an_ema_sampler(recipe, mn
         assert record["fcd_raw"] > 0 and record["fcd_raw"] != record["fcd"]
     else:
         assert "fcd_raw" not in record
+
+
+def test_real_floor_slices_script_prints_each_slice_and_random_draws(monkeypatch, capsys):
+    """scripts/real_floor_slices.py: one line per N-image slice of the held-out images, one per random draw."""
+    import importlib.util
+    import re
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / "real_floor_slices.py"
+    spec = importlib.util.spec_from_file_location("real_floor_slices", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    monkeypatch.setattr(sys, "argv", ["real_floor_slices.py", "--n", "1000", "--random", "2"])
+    script.main()
+    lines = capsys.readouterr().out.strip().splitlines()
+    slices = [line for line in lines if line.startswith("held-out images")]
+    draws = [line for line in lines if "random training images" in line]
+    assert len(draws) == 2 and 1 <= len(slices) <= 10 and len(lines) == len(slices) + 2
+    for line in lines:
+        fcd, score = map(float, re.search(r"FCD ([\d.]+), score ([\d.]+)", line).groups())
+        assert fcd >= 0 and 1 <= score <= 10
