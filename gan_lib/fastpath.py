@@ -111,32 +111,52 @@ def filter_gradient(x: tf.Tensor, dy: tf.Tensor, kernel_size: tuple[int, int], s
     """dL/dW, (kh, kw, ci, co), of ``y = conv2d(x, W, stride, "SAME")``.
 
     ``x``: the convolution's input (B, H, W, ci); ``dy``: dL/dy (B, Ho, Wo, co).
-    Same dtype for both; the result has that dtype.
+    Same dtype for both; the result has that dtype. TensorFlow's kernel for few input channels,
+    :func:`swapped_filter_gradient` for stride 1 with many taps, else :func:`im2col_filter_gradient`.
     """
+    kh, kw = kernel_size
+    if x.shape[-1] < MIN_IN_CHANNELS:
+        return tensorflow_filter_gradient(x, dy, kernel_size, stride)
+    if stride == 1 and kh * kw > MAX_GATHERED_TAPS:
+        return swapped_filter_gradient(x, dy, kernel_size)
+    return im2col_filter_gradient(x, dy, kernel_size, stride)
+
+
+def _pad_same(x: tf.Tensor, kernel_size: tuple[int, int], stride: int) -> tf.Tensor:
+    """``x`` (B, H, W, C) zero-padded as a "SAME" convolution pads it."""
+    _, top, bottom = same_padding(x.shape[1], kernel_size[0], stride)
+    _, left, right = same_padding(x.shape[2], kernel_size[1], stride)
+    return tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]])
+
+
+def swapped_filter_gradient(x: tf.Tensor, dy: tf.Tensor, kernel_size: tuple[int, int]) -> tf.Tensor:
+    """:func:`filter_gradient` at stride 1 as one forward convolution with batch and channels swapped.
+
+    With many taps the im2col columns would be kh·kw copies of the input; this needs only transposes.
+    """
+    images = tf.transpose(_pad_same(x, kernel_size, 1), [3, 1, 2, 0])  # (ci, Hp, Wp, B): ci "images" of B channels
+    filters = tf.transpose(dy, [1, 2, 0, 3])  # (Ho, Wo, B, co)
+    grad = tf.nn.conv2d(images, filters, 1, "VALID")  # (ci, kh, kw, co)
+    return tf.transpose(grad, [1, 2, 0, 3])
+
+
+def im2col_filter_gradient(x: tf.Tensor, dy: tf.Tensor, kernel_size: tuple[int, int], stride: int) -> tf.Tensor:
+    """:func:`filter_gradient` as one gather (im2col) and one matrix product, for any number of channels."""
     _, height, width, ci = x.shape
     co = dy.shape[-1]
     kh, kw = kernel_size
-    out_h, top, bottom = same_padding(height, kh, stride)
-    out_w, left, right = same_padding(width, kw, stride)
-    if ci < MIN_IN_CHANNELS:
-        return tensorflow_filter_gradient(x, dy, kernel_size, stride)
-    padded = tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]])
-    if stride == 1 and kh * kw > MAX_GATHERED_TAPS:
-        # Many taps: the columns would be kh·kw copies of the input; a convolution needs only transposes.
-        images = tf.transpose(padded, [3, 1, 2, 0])  # (ci, Hp, Wp, B): ci "images" of B channels
-        filters = tf.transpose(dy, [1, 2, 0, 3])  # (Ho, Wo, B, co)
-        grad = tf.nn.conv2d(images, filters, 1, "VALID")  # (ci, kh, kw, co)
-        return tf.transpose(grad, [1, 2, 0, 3])
-    # im2col by one gather: row (i, j) of the columns holds the k×k taps that output (i, j) reads,
-    # padded row s·i + a, column s·j + b for tap (a, b); "SAME" padding makes every index valid.
-    padded_w = width + left + right
+    out_h, _, _ = same_padding(height, kh, stride)
+    out_w, _, _ = same_padding(width, kw, stride)
+    padded = _pad_same(x, kernel_size, stride)
+    # Row (i, j) of the columns holds the k×k taps that output (i, j) reads: padded row s·i + a,
+    # column s·j + b for tap (a, b); "SAME" padding makes every index valid.
+    padded_h, padded_w = padded.shape[1], padded.shape[2]
     taps = np.array(
         [[(stride * i + a) * padded_w + stride * j + b for a in range(kh) for b in range(kw)]
          for i in range(out_h) for j in range(out_w)],
         dtype=np.int32,
     )  # fmt: skip
-    flat = tf.reshape(padded, [-1, (height + top + bottom) * padded_w, ci])
-    columns = tf.gather(flat, taps, axis=1)  # (B, Ho·Wo, kh·kw, ci)
+    columns = tf.gather(tf.reshape(padded, [-1, padded_h * padded_w, ci]), taps, axis=1)  # (B, Ho·Wo, kh·kw, ci)
     grad = tf.matmul(tf.reshape(columns, [-1, kh * kw * ci]), tf.reshape(dy, [-1, co]), transpose_a=True)
     return tf.reshape(grad, [kh, kw, ci, co])
 

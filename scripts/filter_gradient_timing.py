@@ -32,41 +32,6 @@ SHAPES = {
 }
 
 
-def tensorflow_kernel(x, dy, k, s):
-    sizes = [k, k, x.shape[-1], dy.shape[-1]]
-    return tf.raw_ops.Conv2DBackpropFilter(
-        input=x, filter_sizes=sizes, out_backprop=dy, strides=[1, s, s, 1], padding="SAME"
-    )
-
-
-def im2col(x, dy, k, s):
-    _, height, width, ci = x.shape
-    out_h, top, bottom = fastpath.same_padding(height, k, s)
-    out_w, left, right = fastpath.same_padding(width, k, s)
-    padded = tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]])
-    row = width + left + right
-    taps = np.array(
-        [
-            [(s * i + a) * row + s * j + b for a in range(k) for b in range(k)]
-            for i in range(out_h)
-            for j in range(out_w)
-        ],
-        np.int32,
-    )
-    columns = tf.gather(tf.reshape(padded, [-1, (height + top + bottom) * row, ci]), taps, axis=1)
-    grad = tf.matmul(tf.reshape(columns, [-1, k * k * ci]), tf.reshape(dy, [-1, dy.shape[-1]]), transpose_a=True)
-    return tf.reshape(grad, [k, k, ci, dy.shape[-1]])
-
-
-def swapped(x, dy, k, s):
-    _, height, width, _ = x.shape
-    _, top, bottom = fastpath.same_padding(height, k, s)
-    _, left, right = fastpath.same_padding(width, k, s)
-    padded = tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]])
-    grad = tf.nn.conv2d(tf.transpose(padded, [3, 1, 2, 0]), tf.transpose(dy, [1, 2, 0, 3]), 1, "VALID")
-    return tf.transpose(grad, [1, 2, 0, 3])
-
-
 def best_ms(fn, *args, rounds: int = 3, calls: int = 10) -> float:
     fn(*args)
     times = []
@@ -87,13 +52,13 @@ def main() -> None:
     for name, (x_shape, dy_shape, k, s) in SHAPES.items():
         x = tf.constant(rng.standard_normal(x_shape), dtype)
         dy = tf.constant(rng.standard_normal(dy_shape), dtype)
-        ways = {"TensorFlow": tensorflow_kernel, "im2col": im2col}
+        ways = {"TensorFlow": fastpath.tensorflow_filter_gradient, "im2col": fastpath.im2col_filter_gradient}
         if s == 1:
-            ways["swapped"] = swapped
-        reference = tf.cast(tensorflow_kernel(x, dy, k, s), tf.float32).numpy()
+            ways["swapped"] = lambda x, dy, kernel_size, _: fastpath.swapped_filter_gradient(x, dy, kernel_size)
+        reference = tf.cast(fastpath.tensorflow_filter_gradient(x, dy, (k, k), s), tf.float32).numpy()
         parts = []
         for label, way in ways.items():
-            fn = tf.function(lambda x, dy, way=way, k=k, s=s: way(x, dy, k, s))
+            fn = tf.function(lambda x, dy, way=way, k=k, s=s: way(x, dy, (k, k), s))
             error = np.abs(tf.cast(fn(x, dy), tf.float32).numpy() - reference).max() / np.abs(reference).max()
             parts.append(f"{label} {best_ms(fn, x, dy):.2f} ms (rel. diff {error:.1e})")
         print(f"{args.precision} {name}: " + ", ".join(parts), flush=True)
