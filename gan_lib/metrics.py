@@ -44,6 +44,8 @@ CLASSIFIER_DIR = Path(
 FEATURE_LAYER = "features"
 EVAL_N = 10_000
 TRAINING_N = 2_000
+# The classifiers train on each training split less its last HELD_OUT images, kept for the real-data floor.
+HELD_OUT = 10_000
 
 
 # --------------------------------------------------------------------------- pure math

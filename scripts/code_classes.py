@@ -27,7 +27,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from gan_lib import data, metrics, models, viz
+from gan_lib import data, metrics, models, runs, viz
+from gan_lib.specs import get_spec
 from gan_lib.training import generate_images
 
 
@@ -35,10 +36,8 @@ def load_generator(path: Path) -> tuple[keras.Model, str]:
     """(generator, its dataset) from a run folder or a ``.keras`` file (dataset: the run's, else MNIST)."""
     if path.is_dir():
         config = json.loads((path / "config.json").read_text())
-        from gan_lib.specs import get_spec
-
-        return keras.models.load_model(path / "generator.keras", compile=False), get_spec(config["model"]).dataset
-    return keras.models.load_model(path, compile=False), "mnist"
+        return runs.load_generator(path), get_spec(config["model"]).dataset
+    return keras.saving.load_model(path, safe_mode=True, compile=False), "mnist"
 
 
 def with_code(noise: np.ndarray, num_categories: int, category: int) -> np.ndarray:
@@ -59,9 +58,9 @@ def spread(dataset: str, features: np.ndarray) -> float:
 
 @functools.lru_cache
 def held_out_spread(dataset: str) -> float:
-    """:func:`spread` of the last 10,000 real training images: the metrics' held-out real data."""
+    """:func:`spread` of the real training images the classifier never saw (the last ``metrics.HELD_OUT``)."""
     real = data.load_dataset(dataset, allow_sample=True)
-    return spread(dataset, metrics.extract(dataset, real.x_train[-10_000:]).features)
+    return spread(dataset, metrics.extract(dataset, real.x_train[-metrics.HELD_OUT :]).features)
 
 
 def report(path: Path, num: int, seed: int, grid: Path | None) -> dict:
@@ -117,7 +116,7 @@ def report(path: Path, num: int, seed: int, grid: Path | None) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("generators", nargs="+", type=Path, help="run folders or .keras files")
-    parser.add_argument("--n", type=int, default=10_000, help="samples per generator (default 10,000)")
+    parser.add_argument("--n", type=int, default=metrics.EVAL_N, help="samples per generator (default 10,000)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--grid", type=Path, help="the code grid of the first generator with a code")
     parser.add_argument("--json", type=Path, help="also write the figures here")

@@ -16,8 +16,6 @@ import numpy as np
 
 from gan_lib import data, metrics
 
-HELD_OUT = 10_000  # the classifiers' training left the last 10,000 training images out (scripts/train_classifiers.py)
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -26,10 +24,10 @@ def main() -> None:
     parser.add_argument("--random", type=int, default=3)
     args = parser.parse_args()
     split = data.load_dataset(args.dataset, allow_sample=True)
-    held_out = split.x_train[-HELD_OUT:]
+    held_out = split.x_train[-metrics.HELD_OUT :]
     for start in range(0, len(held_out) - args.n + 1, args.n):
         result = metrics.evaluate_images(args.dataset, held_out[start : start + args.n], split.x_test)
-        first = len(split.x_train) - HELD_OUT + start
+        first = len(split.x_train) - metrics.HELD_OUT + start
         print(f"held-out images {first}-{first + args.n - 1}: FCD {result['fcd']:.3f}, score {result['score']:.3f}")
     rng = np.random.default_rng(0)
     for _ in range(args.random):

@@ -25,7 +25,7 @@ from gan_lib import hardware, metrics
 from gan_lib.data import load_dataset
 from gan_lib.io import atomic_path, atomic_write_json
 
-HOLDOUT = 10_000
+HOLDOUT = metrics.HELD_OUT
 SETTINGS = {
     # dataset: (epochs, batch size, widths, augment, decoupled weight decay)
     "mnist": (3, 128, (16, 32, 64), False, 0.0),
