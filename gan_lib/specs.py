@@ -184,11 +184,11 @@ class ModelSpec:
         ``tf.distribute`` strategy (see :mod:`gan_lib.distribute`). ``recipe``: the recipe it will
         train with, if that changes the network (a categorical code: ``Recipe.info_categories``).
         """
-        recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
+        code = get_recipe(recipe).info_categories if recipe is not None else 0
         return models.build_generator(
             latent_dim or self.latent_dim, self.image_shape, self.num_classes,
             dtype_policy=hardware.dtype_policy(precision), synchronized_batchnorm=synchronized_batchnorm,
-            categorical_code=recipe.info_categories if recipe is not None else 0, **self.generator_kwargs,
+            categorical_code=code, **self.generator_kwargs,
         )  # fmt: skip
 
     def build_discriminator(self, precision: str = "fp32", synchronized_batchnorm: bool = False) -> keras.Model:
@@ -281,7 +281,10 @@ def get_spec(name: str) -> ModelSpec:
         raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(MODEL_SPECS)}") from None
 
 
-def get_recipe(name: str) -> Recipe:
+def get_recipe(name: str | Recipe) -> Recipe:
+    """The recipe named ``name`` (a :class:`Recipe` passes through), with a clear error for a typo."""
+    if isinstance(name, Recipe):
+        return name
     try:
         return RECIPES[name]
     except KeyError:

@@ -226,7 +226,7 @@ class GANTrainer:
     ) -> None:
         self.strategy = distribute.normalize(strategy)
         self.fast_ops = fast_ops
-        self.recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
+        self.recipe = get_recipe(recipe)
         checks.check_latent_dim(generator, latent_dim)
         losses.check_discriminator_outputs_logits(discriminator)
         conditional = isinstance(generator.inputs, (list, tuple)) and len(generator.inputs) == 2

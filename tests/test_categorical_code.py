@@ -110,25 +110,14 @@ def test_code_head_is_checkpointed_and_a_run_resumes_to_the_same_state(tmp_path,
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
-def _code_classes_script():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parent.parent / "scripts" / "code_classes.py"
-    spec = importlib.util.spec_from_file_location("code_classes", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_code_classes_script_sets_codes_and_reads_the_reference_generator(tmp_path, monkeypatch):
+def test_code_classes_script_sets_codes_and_reads_the_reference_generator(tmp_path, monkeypatch, load_script):
     """scripts/code_classes.py on the shipped MNIST reference: every code value draws mostly one digit."""
     import json
     import sys
 
     from gan_lib.runs import REFERENCE_DIR
 
-    script = _code_classes_script()
+    script = load_script("code_classes")
     noise = np.random.default_rng(3).standard_normal((50, LATENT)).astype("float32")
     for k in range(4):
         coded = script.with_code(noise, 4, k)

@@ -199,13 +199,8 @@ def test_tutorial_networks_train_resume_and_refuse_a_switch(tmp_path):
     assert "Resuming from" in resumed.stderr and json.loads((out / "config.json").read_text())["nets"] == "tutorial"
 
 
-def test_reference_command_names_non_default_networks():
-    import importlib.util
-
-    path = os.path.join(os.path.dirname(__file__), "..", "scripts", "publish_reference.py")
-    spec = importlib.util.spec_from_file_location("publish_reference", path)
-    publish = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(publish)
+def test_reference_command_names_non_default_networks(load_script):
+    publish = load_script("publish_reference")
     config = {"model": "mnist", "epochs": 50, "recipe": "dcgan", "seed": 0, "batch_size": 256, "precision": "fp32"}
     assert "--nets" not in publish.reproduce_command(config)  # runs from before the option: the default networks
     assert "--nets" not in publish.reproduce_command({**config, "nets": "default"})

@@ -102,17 +102,12 @@ def test_epoch_metrics_record_the_raw_generator_beside_an_ema_sampler(recipe, mn
         assert "fcd_raw" not in record
 
 
-def test_real_floor_slices_script_prints_each_slice_and_random_draws(monkeypatch, capsys):
+def test_real_floor_slices_script_prints_each_slice_and_random_draws(monkeypatch, capsys, load_script):
     """scripts/real_floor_slices.py: one line per N-image slice of the held-out images, one per random draw."""
-    import importlib.util
     import re
     import sys
-    from pathlib import Path
 
-    path = Path(__file__).resolve().parent.parent / "scripts" / "real_floor_slices.py"
-    spec = importlib.util.spec_from_file_location("real_floor_slices", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("real_floor_slices")
     monkeypatch.setattr(sys, "argv", ["real_floor_slices.py", "--n", "1000", "--random", "2"])
     script.main()
     lines = capsys.readouterr().out.strip().splitlines()
