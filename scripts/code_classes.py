@@ -49,9 +49,15 @@ def with_code(noise: np.ndarray, num_categories: int, category: int) -> np.ndarr
     return out
 
 
+@functools.lru_cache
+def real_split(dataset: str) -> data.Dataset:
+    """The dataset, loaded once per process (the full one when at hand, else the bundled sample)."""
+    return data.load_dataset(dataset, allow_sample=True)
+
+
 def spread(dataset: str, features: np.ndarray) -> float:
     """The trace of ``features``' covariance as a share of the real test images' (full split when at hand)."""
-    split = data.load_dataset(dataset, allow_sample=True)
+    split = real_split(dataset)
     _, test_covariance = metrics.reference_statistics(dataset, split.x_test)
     return float(np.trace(np.cov(features, rowvar=False)) / np.trace(test_covariance))
 
@@ -59,7 +65,7 @@ def spread(dataset: str, features: np.ndarray) -> float:
 @functools.lru_cache
 def held_out_spread(dataset: str) -> float:
     """:func:`spread` of the real training images the classifier never saw (the last ``metrics.HELD_OUT``)."""
-    real = data.load_dataset(dataset, allow_sample=True)
+    real = real_split(dataset)
     return spread(dataset, metrics.extract(dataset, real.x_train[-metrics.HELD_OUT :]).features)
 
 
