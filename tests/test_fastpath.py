@@ -42,7 +42,10 @@ CONV_CASES = [
     (keras.layers.Conv2DTranspose, (4, 7, 7, 256), 4, 1, 128),
     (keras.layers.Conv2DTranspose, (4, 7, 7, 64), 5, 1, 32),
     (keras.layers.Conv2DTranspose, (4, 7, 7, 128), 4, 2, 64),
-    (keras.layers.Conv2DTranspose, (4, 14, 14, 64), 4, 2, 1),  # one output channel: left to Keras
+    (keras.layers.Conv2DTranspose, (4, 14, 14, 64), 4, 2, 1),  # one output channel: the sub-pixel forward pass
+    (keras.layers.Conv2DTranspose, (3, 16, 16, 64), 4, 2, 3),  # three (a colour image)
+    (keras.layers.Conv2DTranspose, (3, 5, 5, 16), 5, 3, 2),  # stride 3, 5×5
+    (keras.layers.Conv2DTranspose, (3, 7, 7, 16), 3, 1, 1),  # stride 1: left to Keras
     (keras.layers.Conv2DTranspose, (4, 4, 4, 32), 5, 2, 16),
 ]
 
@@ -58,12 +61,49 @@ def test_fast_weight_gradients_equal_tensorflows(layer_cls, shape, kernel, strid
     channels = shape[-1] if layer_cls is keras.layers.Conv2D else filters
     switched = int(channels >= fastpath.MIN_IN_CHANNELS)
     bias_apart = int(layer_cls is keras.layers.Conv2D and not switched)
+    few = int(layer_cls is keras.layers.Conv2DTranspose and not switched and stride > 1)
     assert fastpath.use_fast_ops(model) == {
-        "filter_gradients": switched, "batchnorm": 0, "dropout": 0, "leaky_relu": 0, "bias_gradient": bias_apart,
+        "filter_gradients": switched, "few_channels": few, "batchnorm": 0, "dropout": 0, "leaky_relu": 0,
+        "bias_gradient": bias_apart,
     }  # fmt: skip
     after = _outputs_and_gradients(model, x)
     for a, b in zip(before, after):
         assert a.shape == b.shape
+        assert _max_rel_diff(a, b) < 1e-5
+
+
+@pytest.mark.parametrize(
+    ("x_shape", "kernel", "stride", "channels", "output_size"),
+    [
+        ((3, 14, 14, 64), 4, 2, 1, (28, 28)),  # the MNIST generator's last layer: sub-pixel
+        ((2, 16, 16, 32), 4, 2, 3, (32, 32)),  # CIFAR-10's: sub-pixel
+        ((2, 14, 14, 16), 5, 2, 1, (28, 28)),  # the tutorial's 5×5: uneven padding, sub-pixel
+        ((2, 4, 4, 16), 5, 3, 2, (12, 12)),  # stride 3: nine phases
+        ((2, 4, 4, 16), 4, 2, 1, (7, 7)),  # output not stride × input: TensorFlow's kernel
+        ((2, 7, 7, 32), 4, 2, 16, (14, 14)),  # many output channels: TensorFlow's kernel
+    ],
+)
+def test_transposed_convolution_equals_tensorflows(x_shape, kernel, stride, channels, output_size):
+    x = tf.random.stateless_normal(x_shape, [5, 6])
+    w = tf.random.stateless_normal((kernel, kernel, channels, x_shape[-1]), [7, 8])
+    expected = tf.raw_ops.Conv2DBackpropInput(
+        input_sizes=[x_shape[0], *output_size, channels], filter=w, out_backprop=x,
+        strides=[1, stride, stride, 1], padding="SAME",
+    )  # fmt: skip
+    got = fastpath.transposed_convolution(x, w, stride, output_size)
+    assert got.shape == expected.shape
+    assert _max_rel_diff(expected, got) < 1e-5
+
+
+def test_first_conv_without_its_bias_apart_takes_the_sub_pixel_input_gradient():
+    # As the trainer switches a discriminator's first layer in bf16 (no bias_gradient there); checked in fp32.
+    keras.utils.set_random_seed(2)
+    inputs = keras.Input((28, 28, 1))
+    model = keras.Model(inputs, keras.layers.Conv2D(64, 4, strides=2, padding="same")(inputs))
+    x = tf.random.normal((4, 28, 28, 1))
+    before = _outputs_and_gradients(model, x)
+    assert fastpath.use_fast_ops(model, bias_gradient=False)["few_channels"] == 1
+    for a, b in zip(before, _outputs_and_gradients(model, x)):
         assert _max_rel_diff(a, b) < 1e-5
 
 
@@ -105,6 +145,7 @@ def test_fused_batchnorm_matches_keras_outputs_gradients_and_moving_statistics(s
         if fast:
             assert fastpath.use_fast_ops(model) == {
                 "filter_gradients": 0,
+                "few_channels": 0,
                 "batchnorm": 1,
                 "dropout": 0,
                 "leaky_relu": 0,
@@ -121,12 +162,14 @@ def test_trainer_switches_the_layers_and_the_saved_model_stays_plain_keras(tmp_p
     spec = get_spec("mnist")
     g, d = spec.build_generator(), spec.build_discriminator()
     trainer = GANTrainer(g, d, latent_dim=spec.latent_dim)
-    # fp32 on a CPU: fused BatchNorm (3 in G, 2 in D), D's 3 LeakyReLUs, TensorFlow's weight gradients, and
-    # D's first convolution (1 channel in, biased) with its bias gradient apart
-    assert sum(getattr(layer, "_gan_kit_fast_path", False) for layer in g.layers) == 3
+    # fp32 on a CPU: fused BatchNorm (3 in G, 2 in D), G's last layer (1 channel out) on the sub-pixel
+    # kernel, D's 3 LeakyReLUs, TensorFlow's weight gradients, and D's first convolution (1 channel in,
+    # biased) with its bias gradient apart
+    assert sum(getattr(layer, "_gan_kit_fast_path", False) for layer in g.layers) == 4
     assert sum(getattr(layer, "_gan_kit_fast_path", False) for layer in d.layers) == 6
     assert fastpath.use_fast_ops(g, filter_gradients=False) == {
         "filter_gradients": 0,
+        "few_channels": 0,
         "batchnorm": 0,
         "dropout": 0,
         "leaky_relu": 0,
@@ -227,7 +270,8 @@ def test_layers_of_nested_models_are_switched_too():
     inputs = keras.Input((8, 8, 16))
     model = keras.Model(inputs, keras.layers.BatchNormalization()(inner(inputs)))
     assert fastpath.use_fast_ops(model) == {
-        "filter_gradients": 1, "batchnorm": 2, "dropout": 1, "leaky_relu": 0, "bias_gradient": 0,
+        "filter_gradients": 1, "few_channels": 0, "batchnorm": 2, "dropout": 1, "leaky_relu": 0,
+        "bias_gradient": 0,
     }  # fmt: skip
 
 
@@ -374,4 +418,5 @@ def test_bias_gradient_apart_is_the_sum_of_the_output_gradient_and_off_in_bf16()
         keras.config.set_dtype_policy("float32")
     GANTrainer(g, d, latent_dim=spec.latent_dim)
     first = next(layer for layer in d.layers if isinstance(layer, keras.layers.Conv2D))
-    assert first.kernel.shape[2] == 1 and not getattr(first, "_gan_kit_fast_path", False)
+    # In bf16 it takes only the sub-pixel input gradient (few_channels): Keras' call, and so Keras' bias add.
+    assert first.kernel.shape[2] == 1 and "call" not in vars(first) and "convolution_op" in vars(first)
