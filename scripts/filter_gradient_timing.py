@@ -6,7 +6,7 @@ For every convolution of the default MNIST networks at batch 256 (for G's
 transposed convolutions, the convolution whose weight gradient theirs is), it
 times ``Conv2DBackpropFilter`` and the fast path's im2col product
 (:func:`gan_lib.fastpath.filter_gradient`'s arithmetic, here also for a single input channel),
-and for stride 1 the batch/channel-swapped convolution; best of three rounds
+and for stride 1 the channels-first im2col and the batch/channel-swapped convolution; best of three rounds
 of ten calls. It also prints each one's largest difference from TensorFlow's, relative to
 its largest value. Why the trainer uses the fast path only in bf16.
 """
@@ -54,6 +54,9 @@ def main() -> None:
         dy = tf.constant(rng.standard_normal(dy_shape), dtype)
         ways = {"TensorFlow": fastpath.tensorflow_filter_gradient, "im2col": fastpath.im2col_filter_gradient}
         if s == 1:
+            ways["im2col, channels first"] = lambda x, dy, kernel_size, _: (
+                fastpath.channels_first_im2col_filter_gradient(x, dy, kernel_size)
+            )
             ways["swapped"] = lambda x, dy, kernel_size, _: fastpath.swapped_filter_gradient(x, dy, kernel_size)
         reference = tf.cast(fastpath.tensorflow_filter_gradient(x, dy, (k, k), s), tf.float32).numpy()
         parts = []

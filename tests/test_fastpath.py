@@ -30,12 +30,13 @@ def _max_rel_diff(a, b) -> float:
 
 CONV_CASES = [
     # (layer, input shape, kernel, stride, filters): every conv of the kit's networks, odd sizes and strides,
-    # and both ways of computing the weight gradient (im2col, and the swapped convolution for 5×5 at stride 1)
+    # and every way of computing the weight gradient (im2col; channels first at stride 1; the swapped convolution
+    # for 5×5 at stride 1)
     (keras.layers.Conv2D, (4, 28, 28, 1), 4, 2, 64),  # too few input channels: TF's kernels, the bias summed apart
     (keras.layers.Conv2D, (3, 32, 32, 3), 5, 2, 16),  # the same for a colour image's first layer, 5×5
     (keras.layers.Conv2D, (4, 14, 14, 64), 4, 2, 128),
     (keras.layers.Conv2D, (4, 7, 7, 128), 4, 2, 256),  # odd size: uneven padding
-    (keras.layers.Conv2D, (3, 9, 9, 16), 3, 1, 8),
+    (keras.layers.Conv2D, (3, 9, 9, 16), 3, 1, 8),  # stride 1: im2col, channels first
     (keras.layers.Conv2D, (3, 9, 9, 16), 5, 2, 8),
     (keras.layers.Conv2D, (3, 9, 9, 16), 5, 1, 8),  # stride 1, more than 16 taps: the swapped convolution
     (keras.layers.Conv2D, (2, 11, 11, 8), 5, 3, 4),
