@@ -44,6 +44,7 @@ from typing import Any
 
 import keras
 
+from gan_lib import models
 from gan_lib.checks import InputError
 from gan_lib.fastpath import same_padding
 from gan_lib.specs import ModelSpec, get_spec
@@ -158,7 +159,19 @@ def _torch_nn():
         def forward(self, x):
             return super().forward(x.long())
 
-    return torch, nn, Reshape, Flatten, Concatenate, CropBottomRight, EmbeddingLong
+    class CategoricalCode(nn.Module):
+        """:class:`gan_lib.models.CategoricalCode`: the first K noise entries -> one-hot of their argmax."""
+
+        def __init__(self, num_categories: int) -> None:
+            super().__init__()
+            self.num_categories = num_categories
+
+        def forward(self, noise):
+            k = self.num_categories
+            code = nn.functional.one_hot(noise[:, :k].argmax(dim=-1), k).to(noise.dtype)
+            return torch.cat([code, noise[:, k:]], dim=-1)
+
+    return torch, nn, Reshape, Flatten, Concatenate, CropBottomRight, EmbeddingLong, CategoricalCode
 
 
 def _pair(value) -> tuple[int, int]:
@@ -182,8 +195,10 @@ def torch_layer(layer: keras.layers.Layer, channels_last: bool = True):
 
     Raises ValueError for a layer or option the kit's models do not use.
     """
-    torch, nn, Reshape, Flatten, Concatenate, CropBottomRight, EmbeddingLong = _torch_nn()
+    torch, nn, Reshape, Flatten, Concatenate, CropBottomRight, EmbeddingLong, CategoricalCode = _torch_nn()
     L = keras.layers
+    if isinstance(layer, models.CategoricalCode):
+        return CategoricalCode(layer.num_categories)
     if isinstance(layer, (L.Conv2D, L.Conv2DTranspose)):
         if (
             layer.data_format != "channels_last"
@@ -275,7 +290,9 @@ def build_torch_model(model: keras.Model, channels_last: bool = True):
     A generator takes noise (B, latent) [and int labels (B,)] and returns
     (B, C, H, W); a discriminator takes images (B, C, H, W) [and labels]
     and returns logits (B, 1). ``forward(*inputs, shapes=dict)`` also records
-    each layer's output shape under the Keras layer's name.
+    each layer's output shape under the Keras layer's name;
+    ``forward(..., with_features=True)`` returns (output, the last layer's
+    input), the features :func:`gan_lib.training.with_code_head` puts a head on.
     """
     torch, nn, *_ = _torch_nn()
 
@@ -298,12 +315,14 @@ def build_torch_model(model: keras.Model, channels_last: bool = True):
                 self.layers[layer.name] = torch_layer(layer, channels_last)
                 self.program.append((layer.name, [slot(t) for t in _as_list(layer.input)], slot(layer.output)))
             self.output_slot = slot(_as_list(model.outputs)[0])
+            self.feature_slot = self.program[-1][1][0]  # the last layer's input
             # Free each intermediate after its last reader, as a framework's executor would.
             last_use = {s: i for i, (_, ins, _) in enumerate(self.program) for s in ins}
-            self.frees = [[s for s in ins if last_use[s] == i and s != self.output_slot]
+            keep = (self.output_slot, self.feature_slot)
+            self.frees = [[s for s in ins if last_use[s] == i and s not in keep]
                           for i, (_, ins, _) in enumerate(self.program)]  # fmt: skip
 
-        def forward(self, *inputs, shapes: dict[str, tuple[int, ...]] | None = None):
+        def forward(self, *inputs, shapes: dict[str, tuple[int, ...]] | None = None, with_features: bool = False):
             values = dict(zip(self.input_slots, inputs))
             for (name, ins, out), frees in zip(self.program, self.frees):
                 values[out] = self.layers[name](*(values[s] for s in ins))
@@ -311,6 +330,8 @@ def build_torch_model(model: keras.Model, channels_last: bool = True):
                     shapes[name] = tuple(values[out].shape)
                 for s in frees:
                     values.pop(s, None)
+            if with_features:
+                return values[self.output_slot], values[self.feature_slot]
             return values[self.output_slot]
 
     module = KerasGraphModule()
@@ -330,6 +351,10 @@ class TorchGANStep:
     ``torch.autocast("cpu", dtype=torch.bfloat16)``; the backward follows it.
     ``images``: (B, H, W, C) floats in [-1, 1], NHWC as the kit's data;
     ``labels``: (B,) ints for a conditional model, else None.
+
+    A generator with a :class:`~gan_lib.models.CategoricalCode` (the kit's MNIST default) gets what our
+    step adds for it: a linear code head on D's features (its parameters in D's Adam) and the code's
+    cross-entropy added to both losses (:func:`gan_lib.losses.code_loss`), so both sides do the same work.
     """
 
     def __init__(self, generator: keras.Model, discriminator: keras.Model, latent_dim: int, images, labels=None,
@@ -346,8 +371,15 @@ class TorchGANStep:
         self.images = images.contiguous(memory_format=fmt)
         self.labels = None if labels is None else torch.as_tensor(labels, dtype=torch.int64)
         self.batch_size = self.images.shape[0]
+        self.code_categories = models.find_categorical_code(generator)
+        self.code_head = None
+        if self.code_categories:
+            features = int(discriminator.layers[-1].input.shape[-1])
+            self.code_head = torch.nn.Linear(features, self.code_categories)
         self.g_params = list(self.generator.parameters())
         self.d_params = list(self.discriminator.parameters())
+        if self.code_head is not None:
+            self.d_params += list(self.code_head.parameters())
         # Keras' Adam has epsilon 1e-7 where PyTorch's default is 1e-8.
         self.g_optimizer = torch.optim.Adam(self.g_params, lr=1e-4, eps=1e-7)
         self.d_optimizer = torch.optim.Adam(self.d_params, lr=1e-4, eps=1e-7)
@@ -365,11 +397,18 @@ class TorchGANStep:
             fake = self.generator(*g_in)
             extra = () if self.labels is None else (self.labels,)
             real_out = self.discriminator(self.images, *extra)
-            fake_out = self.discriminator(fake, *extra)
+            if self.code_head is None:
+                fake_out = self.discriminator(fake, *extra)
+            else:
+                fake_out, features = self.discriminator(fake, *extra, with_features=True)
             gen_loss = F.binary_cross_entropy_with_logits(fake_out, torch.ones_like(fake_out))
             disc_loss = F.binary_cross_entropy_with_logits(
                 real_out, torch.ones_like(real_out)
             ) + F.binary_cross_entropy_with_logits(fake_out, torch.zeros_like(fake_out))
+            if self.code_head is not None:
+                code = noise[:, : self.code_categories].argmax(dim=-1)
+                info_loss = F.cross_entropy(self.code_head(features).float(), code)
+                gen_loss, disc_loss = gen_loss + info_loss, disc_loss + info_loss
         self.g_optimizer.zero_grad(set_to_none=True)
         self.d_optimizer.zero_grad(set_to_none=True)
         # Both backward passes before either step: a step changes weights the other pass still needs.

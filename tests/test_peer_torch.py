@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from gan_lib import peer_torch
-from gan_lib.models import count_params
+from gan_lib.models import CategoricalCode, count_params
 from gan_lib.specs import get_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,7 +32,8 @@ def test_every_layer_has_the_keras_shape_and_parameters(torch, name):
     spec, batch = get_spec(name), 3
     h, w, c = spec.image_shape
     labels = [torch.randint(0, 10, (batch,), dtype=torch.int32)] if spec.conditional else []
-    for model, inputs in ((spec.build_generator(), [torch.randn(batch, spec.latent_dim)]),
+    # The generator as the trainer builds it for the model's default recipe (MNIST's reads a categorical code).
+    for model, inputs in ((spec.build_generator(recipe=spec.recipe), [torch.randn(batch, spec.latent_dim)]),
                           (spec.build_discriminator(), [torch.randn(batch, c, h, w)])):  # fmt: skip
         module = peer_torch.build_torch_model(model)
         shapes: dict[str, tuple[int, ...]] = {}
@@ -91,3 +92,18 @@ def test_peer_torch_without_torch_exits_2_with_the_install_hint(tmp_path):
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "pip install torch" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_categorical_code_and_its_head_do_what_our_step_does(torch):
+    spec = get_spec("mnist")  # the default recipe reads a 10-way code off the noise
+    generator = spec.build_generator(recipe=spec.recipe)
+    code_layer = next(layer for layer in generator.layers if isinstance(layer, CategoricalCode))
+    noise = np.random.default_rng(1).standard_normal((6, spec.latent_dim)).astype(np.float32)
+    np.testing.assert_array_equal(peer_torch.torch_layer(code_layer)(torch.from_numpy(noise)).numpy(),
+                                  code_layer(noise).numpy())  # fmt: skip
+    images = np.random.default_rng(2).uniform(-1, 1, (4, *spec.image_shape)).astype(np.float32)
+    step = peer_torch.TorchGANStep(generator, spec.build_discriminator(), spec.latent_dim, images)
+    assert step.code_categories == 10 and step.code_head.out_features == 10
+    head = [p.detach().clone() for p in step.code_head.parameters()]
+    assert math.isfinite(float(step()))
+    assert all(not torch.equal(a, b) for a, b in zip(head, step.code_head.parameters()))
