@@ -240,7 +240,7 @@ def channels_first_im2col_filter_gradient(x: tf.Tensor, dy: tf.Tensor, kernel_si
 
     At stride 1 the columns are kh·kw copies of the input: the matrix product's own transpose of them cost
     more than transposing ``x`` and ``dy`` first. For the MNIST generator's 7×7 layer (4×4, 128 -> 256,
-    batch 256, bf16, AMD EPYC Zen 5) 20.2-22.5 against 21.5-25.9 ms; at stride 2, with a quarter of the
+    batch 256, bf16, AMD EPYC Zen 5) 19.9-22.5 against 21.1-25.9 ms over five timings; at stride 2, with a quarter of the
     copies, it measured no faster (``scripts/filter_gradient_timing.py``).
     """
     _, height, width, ci = x.shape
