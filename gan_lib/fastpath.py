@@ -343,14 +343,27 @@ def _supported(layer: keras.layers.Layer) -> bool:
     Not one whose weight gradient :func:`filter_gradient` would leave to TensorFlow's kernel anyway (fewer
     than :data:`MIN_IN_CHANNELS` channels on the gradient's input side: a Conv2D's input, a Conv2DTranspose's
     output; kernel axis 2 for both): such a layer keeps Keras' own graph, which TensorFlow's graph rewriter
-    knows how to fuse with its bias and activation.
+    knows how to fuse with its bias and activation, unless :func:`_few_channel_conv` takes it.
     """
-    if not isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose)):
+    return _plain_conv(layer) and layer.kernel.shape[2] >= MIN_IN_CHANNELS
+
+
+def _plain_conv(layer: keras.layers.Layer) -> bool:
+    """A ``Conv2D`` or ``Conv2DTranspose`` of :func:`_plain_geometry`, ungrouped, with no output padding."""
+    if not isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose)) or not _plain_geometry(layer):
         return False
-    plain = layer.kernel.shape[2] >= MIN_IN_CHANNELS and _plain_geometry(layer)
     if isinstance(layer, keras.layers.Conv2DTranspose):
-        return plain and layer.output_padding is None
-    return plain and layer.groups == 1
+        return layer.output_padding is None
+    return layer.groups == 1
+
+
+def _use_fastpath_convolution(layer: keras.layers.Layer) -> None:
+    """Route a :func:`_plain_conv` layer through :func:`conv2d_transpose` or :func:`conv2d`."""
+    if isinstance(layer, keras.layers.Conv2DTranspose):
+        layer.call = types.MethodType(_conv_transpose_call, layer)
+    else:
+        stride = layer.strides[0]
+        layer.convolution_op = lambda inputs, kernel: conv2d(inputs, kernel, stride)
 
 
 def leaky_relu_call(layer, inputs):
@@ -478,21 +491,13 @@ def use_fast_ops(
         if getattr(layer, "_gan_kit_fast_path", False):
             continue
         if filter_gradients and _supported(layer):
-            stride = layer.strides[0]
-            if isinstance(layer, keras.layers.Conv2DTranspose):
-                layer.call = types.MethodType(_conv_transpose_call, layer)
-            else:
-                layer.convolution_op = lambda inputs, kernel, stride=stride: conv2d(inputs, kernel, stride)
+            _use_fastpath_convolution(layer)
             switched["filter_gradients"] += 1
         elif bias_gradient and _biased_conv(layer):
             layer.call = types.MethodType(_conv_bias_call, layer)
             switched["bias_gradient"] += 1
         elif few_channels and _few_channel_conv(layer):
-            if isinstance(layer, keras.layers.Conv2DTranspose):
-                layer.call = types.MethodType(_conv_transpose_call, layer)
-            else:
-                stride = layer.strides[0]
-                layer.convolution_op = lambda inputs, kernel, stride=stride: conv2d(inputs, kernel, stride)
+            _use_fastpath_convolution(layer)
             switched["few_channels"] += 1
         elif batchnorm and _fusable_batchnorm(layer):
             layer.call = types.MethodType(fused_batchnorm_call, layer)
@@ -515,13 +520,7 @@ def _few_channel_conv(layer: keras.layers.Layer) -> bool:
     A ``Conv2DTranspose`` to fewer than :data:`MIN_IN_CHANNELS` channels (its forward pass), or a ``Conv2D``
     from as few (its input gradient); "same" padding, no dilation or groups, one stride above 1.
     """
-    if not isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose)) or not _plain_geometry(layer):
-        return False
-    if layer.kernel.shape[2] >= MIN_IN_CHANNELS or layer.strides[0] == 1:
-        return False
-    if isinstance(layer, keras.layers.Conv2DTranspose):
-        return layer.output_padding is None
-    return layer.groups == 1
+    return _plain_conv(layer) and layer.kernel.shape[2] < MIN_IN_CHANNELS and layer.strides[0] > 1
 
 
 def _biased_conv(layer: keras.layers.Layer) -> bool:
