@@ -15,24 +15,12 @@ from __future__ import annotations
 import argparse
 import statistics
 
-import keras
 import numpy as np
 import tensorflow as tf
 
 from gan_lib import bench, fastpath, hardware
-from gan_lib.runs import build_trainer
 from gan_lib.specs import get_spec
 from gan_lib.training import STEPS_PER_CALL
-
-
-def trainer_with_parts(spec, precision: str, parts: dict[str, bool]):
-    """Our trainer for ``spec`` with exactly the fast-path layer ``parts`` given, and fused Adam."""
-    keras.utils.set_random_seed(0)
-    trainer = build_trainer(spec, recipe=spec.recipe, precision=precision, seed=0, fast_ops=False)
-    trainer.fast_ops = True  # fused Adam; read when the step is traced
-    for model in (trainer.generator, trainer.discriminator):
-        fastpath.use_fast_ops(model, **parts)
-    return trainer
 
 
 def main() -> None:
@@ -54,9 +42,9 @@ def main() -> None:
         stack += (tf.constant(rng.integers(0, spec.num_classes, shape[:2]), tf.int32),)
     steps = {
         "tutorial's step (fp32)": (bench.TutorialStep(spec, spec.batch_size), tuple(x[0] for x in stack), 1),
-        "our step": (trainer_with_parts(spec, precision, default).train_steps, stack, STEPS_PER_CALL),
+        "our step": (bench.trainer_with_fast_parts(spec, precision, default).train_steps, stack, STEPS_PER_CALL),
         f"our step without {args.part}": (
-            trainer_with_parts(spec, precision, {**default, args.part: False}).train_steps,
+            bench.trainer_with_fast_parts(spec, precision, {**default, args.part: False}).train_steps,
             stack,
             STEPS_PER_CALL,
         ),

@@ -107,11 +107,7 @@ def main() -> None:
         parts.update({f"all but {part}": (tuple(p for p in layer_parts if p != part), True) for part in layer_parts})
         parts["all but fused Adam"] = (tuple(layer_parts), False)
         for name, (switched, fused_adam) in parts.items():
-            keras.utils.set_random_seed(0)
-            plain = build_trainer(spec, recipe=spec.recipe, precision=args.precision, seed=0, fast_ops=False)
-            plain.fast_ops = fused_adam  # read when the step is first traced, below
-            for model in (plain.generator, plain.discriminator):
-                fastpath.use_fast_ops(model, **{part: part in switched for part in fastpath.LAYER_PARTS})
+            plain = bench.trainer_with_fast_parts(spec, args.precision, dict.fromkeys(switched, True), fused_adam)
             trials[f"our step, {name}"] = (plain.train_step, batch, 1)
         for fn, inputs, _ in trials.values():
             bench.time_steps(fn, inputs, 2)
