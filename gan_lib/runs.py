@@ -113,8 +113,7 @@ def write_config(run_dir: Path, config: dict[str, Any]) -> None:
 
 def run_recipe(run_dir: Path) -> str | None:
     """The recipe a run folder's ``config.json`` names; None for a new folder."""
-    path = run_dir / "config.json"
-    return json.loads(path.read_text()).get("recipe") if path.exists() else None
+    return load_run_config(run_dir).get("recipe") if (run_dir / "config.json").exists() else None
 
 
 def run_nets(config: dict[str, Any]) -> str:

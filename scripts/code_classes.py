@@ -35,8 +35,7 @@ from gan_lib.training import generate_images
 def load_generator(path: Path) -> tuple[keras.Model, str]:
     """(generator, its dataset) from a run folder or a ``.keras`` file (dataset: the run's, else MNIST)."""
     if path.is_dir():
-        config = json.loads((path / "config.json").read_text())
-        return runs.load_generator(path), get_spec(config["model"]).dataset
+        return runs.load_generator(path), get_spec(runs.load_run_config(path)["model"]).dataset
     return keras.saving.load_model(path, safe_mode=True, compile=False), "mnist"
 
 
