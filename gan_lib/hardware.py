@@ -10,7 +10,8 @@ So on a CPU with a bf16 ISA, ``auto`` *measures*: it times a convolution's
 forward and backward pass in both precisions, interleaved, and keeps bf16 only
 when it wins by 10% or more. The answer is cached per CPU and TensorFlow
 version (``~/.cache/gan-kit/precision.json``, or ``$GAN_LIB_CACHE_DIR``), so
-the probe's few seconds are paid once. CPUs without a bf16 ISA get fp32.
+the probe's few seconds are paid once. CPUs without a bf16 ISA get fp32, and so
+does a run whose ``ONEDNN_MAX_CPU_ISA`` keeps oneDNN below one (``AVX2``, say).
 On a GPU ``auto`` picks bf16 where the GPU supports it (compute capability
 8.0+), else fp16 with loss scaling.
 """
@@ -53,14 +54,33 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+# oneDNN's own switch for the newest instructions it may use (``ONEDNN_MAX_CPU_ISA=AVX2`` makes a server run
+# a laptop's kernels); DNNL_ is its older name. Caps that still allow bf16 dot products, and those with AMX:
+ONEDNN_ISA_CAP_ENV = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
+_BF16_CAPS = ("AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX10_1_512")
+
+
+def onednn_isa_cap() -> str | None:
+    """The ISA oneDNN is capped at by ``ONEDNN_MAX_CPU_ISA`` (upper case), or None when it is not capped."""
+    for name in ONEDNN_ISA_CAP_ENV:
+        value = os.environ.get(name, "").strip().upper()
+        if value and value not in ("ALL", "DEFAULT"):
+            return value
+    return None
+
+
 def cpu_isa() -> str:
-    """``"amx"``, ``"avx512_bf16"`` or ``"none"``: the CPU's fastest bf16 matrix instructions."""
+    """``"amx"``, ``"avx512_bf16"`` or ``"none"``: the fastest bf16 matrix instructions oneDNN will use here.
+
+    The CPU's flags say what it has; a cap in ``ONEDNN_MAX_CPU_ISA`` lowers that to what oneDNN
+    may use (``AVX2`` or ``AVX512_CORE``: none; ``AVX512_CORE_BF16``: no AMX).
+    """
     flags = cpu_flags()
-    if "amx_bf16" in flags:
-        return "amx"
-    if "avx512_bf16" in flags:
-        return "avx512_bf16"
-    return "none"
+    rank = 2 if "amx_bf16" in flags else 1 if "avx512_bf16" in flags else 0
+    cap = onednn_isa_cap()
+    if cap is not None:
+        rank = min(rank, 2 if "AMX" in cap else 1 if cap.startswith(_BF16_CAPS) else 0)
+    return ("none", "avx512_bf16", "amx")[rank]
 
 
 def gpu_names() -> list[str]:
@@ -103,7 +123,8 @@ def _machine_key() -> str:
     import tensorflow as tf
 
     flags = ",".join(sorted(cpu_flags()))
-    return f"{cpu_name()}|{hashlib.sha256(flags.encode()).hexdigest()[:16]}|tf{tf.__version__}|{os.cpu_count()}"
+    cap = f"|onednn<={onednn_isa_cap()}" if onednn_isa_cap() else ""
+    return f"{cpu_name()}|{hashlib.sha256(flags.encode()).hexdigest()[:16]}|tf{tf.__version__}|{os.cpu_count()}{cap}"
 
 
 def probe_bf16_speedup(batch_size: int = 64, repeats: int = 4) -> float:
@@ -177,4 +198,5 @@ def dtype_policy(precision: str) -> str | None:
 def describe() -> str:
     """One line naming the machine: CPU, ISA and GPUs."""
     gpus = gpu_names()
-    return f"{cpu_name()} (isa={cpu_isa()})" + (f", GPU: {', '.join(gpus)}" if gpus else ", no GPU")
+    cap = f", oneDNN capped at {onednn_isa_cap()}" if onednn_isa_cap() else ""
+    return f"{cpu_name()} (isa={cpu_isa()}{cap})" + (f", GPU: {', '.join(gpus)}" if gpus else ", no GPU")

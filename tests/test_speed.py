@@ -38,6 +38,42 @@ def test_precision_resolution(monkeypatch, tmp_path):
         hardware.resolve_precision("int8")
 
 
+@pytest.mark.parametrize(
+    ("flags", "cap", "expected"),
+    [
+        ({"avx512f", "avx512_bf16"}, None, "avx512_bf16"),
+        ({"avx512f", "avx512_bf16"}, "AVX2", "none"),
+        ({"avx512f", "avx512_bf16"}, "avx512_core", "none"),
+        ({"avx512f", "avx512_bf16"}, "ALL", "avx512_bf16"),
+        ({"avx512_bf16", "amx_bf16"}, "AVX512_CORE_BF16", "avx512_bf16"),
+        ({"avx512_bf16", "amx_bf16"}, "AVX512_CORE_AMX", "amx"),
+        ({"avx2"}, "AVX512_CORE_AMX", "none"),  # a cap never adds what the CPU lacks
+    ],
+)
+def test_isa_follows_a_onednn_cap(monkeypatch, tmp_path, flags, cap, expected):
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset(flags))
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    if cap is None:
+        monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    else:
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    assert hardware.cpu_isa() == expected
+    if expected == "none":  # auto then picks fp32 without probing, whatever a cached probe says
+        monkeypatch.setenv(hardware.CACHE_ENV, str(tmp_path))
+        monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
+        monkeypatch.setattr(hardware, "measured_bf16_speedup", lambda: 2.0)
+        assert hardware.resolve_precision("auto") == "fp32"
+    assert ("oneDNN capped at" in hardware.describe()) == (cap not in (None, "ALL"))
+
+
+def test_a_onednn_cap_has_its_own_probe_cache_entry(monkeypatch):
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    uncapped = hardware._machine_key()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")
+    assert hardware._machine_key() != uncapped
+
+
 def test_bf16_probe_measures_and_caches_per_machine(monkeypatch, tmp_path):
     monkeypatch.setenv(hardware.CACHE_ENV, str(tmp_path))
     speedup = hardware.measured_bf16_speedup()  # a real measurement on this CPU
