@@ -113,3 +113,26 @@ def test_bench_reports_the_machine_readable_line():
     assert float(fields["ratio"]) > 0 and 0 < float(fields["efficiency"])
     assert fields["isa"] in ("amx", "avx512_bf16", "none")
     assert 0 < result["overhead_share"] < 1
+    # fp32 is held to the fp32 target whatever the CPU has; the report says whether this run met it.
+    assert result["target_ratio"] == 1.15
+    verdict = "met" if result["ratio"] >= 1.15 else "not met"
+    assert f"(target for fp32: at least 1.15x; {verdict})" in bench.format_report(result)
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({}, 1.8),
+        ({"isa": "amx"}, 3.0),
+        ({"precision": "fp32"}, 1.15),
+        ({"isa": "amx", "precision": "fp32"}, 1.15),  # AMX hidden or slow: the probe chose fp32
+        ({"model": "cifar10"}, None),  # the targets are the MNIST step's
+        ({"nets": "tutorial"}, None),
+        ({"fast_ops": False}, None),
+        ({"machine": "AMD EPYC (isa=none), GPU: NVIDIA H100"}, None),
+    ],
+)
+def test_bench_target_follows_isa_and_precision(changes, expected):
+    report = {"model": "mnist", "nets": "default", "fast_ops": True, "machine": "AMD EPYC (isa=avx512_bf16), no GPU",
+              "isa": "avx512_bf16", "precision": "bf16", **changes}  # fmt: skip
+    assert bench.target_ratio(report) == expected
