@@ -57,16 +57,34 @@ def cpu_name() -> str:
 # oneDNN's own switch for the newest instructions it may use (``ONEDNN_MAX_CPU_ISA=AVX2`` makes a server run
 # a laptop's kernels); DNNL_ is its older name. Caps that still allow bf16 dot products, and those with AMX:
 ONEDNN_ISA_CAP_ENV = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
-_BF16_CAPS = ("AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX10_1_512")
+_ISA_CAPS_WITHOUT_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI")
+_ISA_CAPS_WITH_BF16 = ("AVX512_CORE_BF16", "AVX512_CORE_FP16")  # and every AVX10 level
 
 
 def onednn_isa_cap() -> str | None:
-    """The ISA oneDNN is capped at by ``ONEDNN_MAX_CPU_ISA`` (upper case), or None when it is not capped."""
-    for name in ONEDNN_ISA_CAP_ENV:
-        value = os.environ.get(name, "").strip().upper()
-        if value and value not in ("ALL", "DEFAULT"):
-            return value
+    """The ISA oneDNN is capped at by ``ONEDNN_MAX_CPU_ISA`` (upper case), or None when it is not capped.
+
+    oneDNN ignores a value it does not know, and so does the kit, with a warning naming the values it knows.
+    """
+    name = next((name for name in ONEDNN_ISA_CAP_ENV if name in os.environ), None)  # oneDNN reads the first set
+    value = os.environ[name].strip().upper() if name else ""
+    if not value or value in ("ALL", "DEFAULT"):
+        return None
+    if value in _ISA_CAPS_WITHOUT_BF16 + _ISA_CAPS_WITH_BF16 or value.startswith("AVX10") or "AMX" in value:
+        return value
+    _warn_unknown_cap(name, value)
     return None
+
+
+def _warn_unknown_cap(name: str, value: str) -> None:
+    import warnings
+
+    warnings.warn(
+        f"{name}={value} is not an instruction set oneDNN knows, so it uses all of this CPU's and so does "
+        f"gan-kit; use one of {', '.join(_ISA_CAPS_WITHOUT_BF16 + _ISA_CAPS_WITH_BF16)}, AVX10_1_512, "
+        "AVX512_CORE_AMX or ALL",
+        stacklevel=3,
+    )
 
 
 def cpu_isa() -> str:
@@ -79,7 +97,7 @@ def cpu_isa() -> str:
     rank = 2 if "amx_bf16" in flags else 1 if "avx512_bf16" in flags else 0
     cap = onednn_isa_cap()
     if cap is not None:
-        rank = min(rank, 2 if "AMX" in cap else 1 if cap.startswith(_BF16_CAPS) else 0)
+        rank = min(rank, 2 if "AMX" in cap else 1 if cap in _ISA_CAPS_WITH_BF16 or cap.startswith("AVX10") else 0)
     return ("none", "avx512_bf16", "amx")[rank]
 
 

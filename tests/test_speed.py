@@ -48,6 +48,8 @@ def test_precision_resolution(monkeypatch, tmp_path):
         ({"avx512_bf16", "amx_bf16"}, "AVX512_CORE_BF16", "avx512_bf16"),
         ({"avx512_bf16", "amx_bf16"}, "AVX512_CORE_AMX", "amx"),
         ({"avx2"}, "AVX512_CORE_AMX", "none"),  # a cap never adds what the CPU lacks
+        ({"avx512_bf16", "amx_bf16"}, "AVX10_1_512", "avx512_bf16"),
+        ({"avx512_bf16", "amx_bf16"}, "avx2_vnni_2", "none"),  # bf16 conversions only, no fast dot products
     ],
 )
 def test_isa_follows_a_onednn_cap(monkeypatch, tmp_path, flags, cap, expected):
@@ -64,6 +66,14 @@ def test_isa_follows_a_onednn_cap(monkeypatch, tmp_path, flags, cap, expected):
         monkeypatch.setattr(hardware, "measured_bf16_speedup", lambda: 2.0)
         assert hardware.resolve_precision("auto") == "fp32"
     assert ("oneDNN capped at" in hardware.describe()) == (cap not in (None, "ALL"))
+
+
+def test_an_unknown_onednn_cap_is_ignored_with_a_warning(monkeypatch):
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX3")  # a typo: oneDNN itself ignores it
+    with pytest.warns(UserWarning, match="ONEDNN_MAX_CPU_ISA=AVX3 is not an instruction set oneDNN knows"):
+        assert hardware.cpu_isa() == "avx512_bf16"
 
 
 def test_a_onednn_cap_has_its_own_probe_cache_entry(monkeypatch):
