@@ -55,8 +55,9 @@ def cpu_name() -> str:
 
 
 # oneDNN's own switch for the newest instructions it may use (``ONEDNN_MAX_CPU_ISA=AVX2`` makes a server run
-# a laptop's kernels); DNNL_ is its older name. Caps that still allow bf16 dot products, and those with AMX:
+# a laptop's kernels); DNNL_ is its older name.
 ONEDNN_ISA_CAP_ENV = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
+# The caps oneDNN knows, by whether they allow bf16 dot products; any cap naming AMX allows AMX.
 _ISA_CAPS_WITHOUT_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI")
 _ISA_CAPS_WITH_BF16 = ("AVX512_CORE_BF16", "AVX512_CORE_FP16")  # and every AVX10 level
 
@@ -141,7 +142,7 @@ def _machine_key() -> str:
     import tensorflow as tf
 
     flags = ",".join(sorted(cpu_flags()))
-    cap = f"|onednn<={onednn_isa_cap()}" if onednn_isa_cap() else ""
+    cap = f"|onednn<={onednn_isa_cap()}" if onednn_isa_cap() is not None else ""
     return f"{cpu_name()}|{hashlib.sha256(flags.encode()).hexdigest()[:16]}|tf{tf.__version__}|{os.cpu_count()}{cap}"
 
 

@@ -139,10 +139,10 @@ def test_bench_reports_the_machine_readable_line():
         ({"model": "cifar10"}, None),  # the targets are the MNIST step's
         ({"nets": "tutorial"}, None),
         ({"fast_ops": False}, None),
-        ({"machine": "AMD EPYC (isa=none), GPU: NVIDIA H100"}, None),
+        ({"gpus": ["NVIDIA H100 80GB HBM3"]}, None),
     ],
 )
 def test_bench_target_follows_isa_and_precision(changes, expected):
-    report = {"model": "mnist", "nets": "default", "fast_ops": True, "machine": "AMD EPYC (isa=avx512_bf16), no GPU",
-              "isa": "avx512_bf16", "precision": "bf16", **changes}  # fmt: skip
+    report = {"model": "mnist", "nets": "default", "fast_ops": True, "gpus": [], "isa": "avx512_bf16",
+              "precision": "bf16", **changes}  # fmt: skip
     assert bench.target_ratio(report) == expected
