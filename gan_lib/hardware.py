@@ -77,14 +77,20 @@ def onednn_isa_cap() -> str | None:
     return None
 
 
+_WARNED_CAPS: set[str] = set()  # unknown caps already warned about: once per process is enough
+
+
 def _warn_unknown_cap(name: str, value: str) -> None:
     import warnings
 
+    if value in _WARNED_CAPS:
+        return
+    _WARNED_CAPS.add(value)
     warnings.warn(
         f"{name}={value} is not an instruction set oneDNN knows, so it uses all of this CPU's and so does "
         f"gan-kit; use one of {', '.join(_ISA_CAPS_WITHOUT_BF16 + _ISA_CAPS_WITH_BF16)}, AVX10_1_512, "
         "AVX512_CORE_AMX or ALL",
-        stacklevel=3,
+        stacklevel=2,
     )
 
 

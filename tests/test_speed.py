@@ -72,8 +72,11 @@ def test_an_unknown_onednn_cap_is_ignored_with_a_warning(monkeypatch):
     monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
     monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX3")  # a typo: oneDNN itself ignores it
-    with pytest.warns(UserWarning, match="ONEDNN_MAX_CPU_ISA=AVX3 is not an instruction set oneDNN knows"):
+    monkeypatch.setattr(hardware, "_WARNED_CAPS", set())
+    with pytest.warns(UserWarning, match="ONEDNN_MAX_CPU_ISA=AVX3 is not an instruction set oneDNN knows") as caught:
         assert hardware.cpu_isa() == "avx512_bf16"
+        assert hardware.onednn_isa_cap() is None
+    assert len(caught) == 1  # once, however often the ISA is asked
 
 
 def test_a_onednn_cap_has_its_own_probe_cache_entry(monkeypatch):
