@@ -148,8 +148,9 @@ def _machine_key() -> str:
     import tensorflow as tf
 
     flags = ",".join(sorted(cpu_flags()))
-    cap = f"|onednn<={onednn_isa_cap()}" if onednn_isa_cap() is not None else ""
-    return f"{cpu_name()}|{hashlib.sha256(flags.encode()).hexdigest()[:16]}|tf{tf.__version__}|{os.cpu_count()}{cap}"
+    cap = onednn_isa_cap()
+    suffix = f"|onednn<={cap}" if cap is not None else ""
+    return f"{cpu_name()}|{hashlib.sha256(flags.encode()).hexdigest()[:16]}|tf{tf.__version__}|{os.cpu_count()}{suffix}"
 
 
 def probe_bf16_speedup(batch_size: int = 64, repeats: int = 4) -> float:
@@ -223,5 +224,6 @@ def dtype_policy(precision: str) -> str | None:
 def describe() -> str:
     """One line naming the machine: CPU, ISA and GPUs."""
     gpus = gpu_names()
-    cap = f", oneDNN capped at {onednn_isa_cap()}" if onednn_isa_cap() else ""
-    return f"{cpu_name()} (isa={cpu_isa()}{cap})" + (f", GPU: {', '.join(gpus)}" if gpus else ", no GPU")
+    cap = onednn_isa_cap()
+    capped = f", oneDNN capped at {cap}" if cap is not None else ""
+    return f"{cpu_name()} (isa={cpu_isa()}{capped})" + (f", GPU: {', '.join(gpus)}" if gpus else ", no GPU")
