@@ -98,19 +98,25 @@ class TutorialStep:
         return self.step(images) if labels is None else self.step(images, labels)
 
 
-def trainer_with_fast_parts(spec: ModelSpec, precision: str, parts: dict[str, bool], fused_adam: bool = True):
+def trainer_with_fast_parts(
+    spec: ModelSpec, precision: str, parts: dict[str, bool], fused_adam: bool = True, shared_backward: bool = True
+):
     """A trainer for ``spec``'s default recipe, seed 0, with exactly the fast-path ``parts`` switched on.
 
     ``parts``: keyword switches of :func:`gan_lib.fastpath.use_fast_ops` (a missing one counts as off);
-    ``fused_adam``: whether Adam runs fused. For timing the fast path's parts against each other
+    ``fused_adam``: whether Adam runs fused; ``shared_backward``: whether D's backward pass on the fakes
+    is shared (:mod:`gan_lib.shared_backward`, where it applies). For timing the fast path's parts against each other
     (``scripts/step_profile.py --trials``, ``scripts/fast_path_ab.py``); compile it by calling it.
     """
     from gan_lib import fastpath
+    from gan_lib import shared_backward as shared
     from gan_lib.runs import build_trainer
 
     keras.utils.set_random_seed(0)
     trainer = build_trainer(spec, recipe=spec.recipe, precision=precision, seed=0, fast_ops=False)
-    trainer.fast_ops = fused_adam  # read when the step is first traced
+    trainer.fast_ops = fused_adam  # read when the step is first traced, as is fake_taps
+    if shared_backward and trainer.code_model is None:
+        trainer.fake_taps = shared.fake_taps(trainer.discriminator)
     switches = {part: bool(parts.get(part)) for part in fastpath.LAYER_PARTS}
     for model in (trainer.generator, trainer.discriminator):
         fastpath.use_fast_ops(model, **switches)

@@ -25,7 +25,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from gan_lib import fastpath, losses, viz
+from gan_lib import fastpath, losses, shared_backward, viz
 from gan_lib.training import gan_train_step, grid_inputs
 
 
@@ -36,7 +36,8 @@ class GAN(keras.Model):
     ``keras.metrics.Mean`` (reset every epoch, so the logs are epoch means).
     Noise comes from a ``tf.random.Generator`` seeded with ``seed`` and kept
     as model state, so ``BackupAndRestore`` resumes it too. ``fast_ops``:
-    switch both networks to :mod:`gan_lib.fastpath`, as ``GANTrainer`` does.
+    switch both networks to :mod:`gan_lib.fastpath` and share D's backward pass on the fakes
+    (:mod:`gan_lib.shared_backward`) where it applies, as ``GANTrainer`` does.
     """
 
     def __init__(
@@ -55,6 +56,8 @@ class GAN(keras.Model):
         if fast_ops:  # as GANTrainer does: the same arithmetic on faster kernels (gan_lib.fastpath)
             fastpath.prepare_for_training(generator, discriminator)
         self.fast_ops = fast_ops
+        # A plain object, not a layer, so Keras does not track D's layers a second time through it.
+        self._fake_taps = shared_backward.fake_taps(discriminator) if fast_ops else None
         self.generator = generator
         self.discriminator = discriminator
         self.latent_dim = latent_dim
@@ -95,7 +98,7 @@ class GAN(keras.Model):
         self._noise_state.assign(self.noise_rng.state)
         result = gan_train_step(
             self.generator, self.discriminator, self.g_optimizer, self.d_optimizer,
-            images, labels, noise, self.label_smoothing, fused_updates=self.fast_ops,
+            images, labels, noise, self.label_smoothing, fused_updates=self.fast_ops, fake_taps=self._fake_taps,
         )  # fmt: skip
         for name, value in result.items():
             self.trackers[name].update_state(value)

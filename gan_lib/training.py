@@ -40,7 +40,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from gan_lib import checks, distribute, fastpath, losses, models, viz
+from gan_lib import checks, distribute, fastpath, losses, models, shared_backward, viz
 from gan_lib.data import iterate_batch_stacks, iterate_batches
 from gan_lib.io import atomic_path, atomic_write_json
 from gan_lib.specs import DEFAULT_RECIPE, Recipe, get_recipe
@@ -106,6 +106,7 @@ def gan_train_step(
     g_top_k: tf.Tensor | int | None = None,
     code_model: keras.Model | None = None,
     info_weight: float = 1.0,
+    fake_taps: shared_backward.FakeTaps | None = None,
 ) -> dict[str, tf.Tensor]:
     """One simultaneous update of D and G. The core shared by every training path.
 
@@ -130,16 +131,24 @@ def gan_train_step(
     through it; both losses add ``info_weight`` times :func:`gan_lib.losses.code_loss` of the code the
     generator read off ``noise``, D's optimiser also updates the head, and the result adds ``code_acc``
     (share of fakes whose code the head guesses). The returned losses stay the plain GAN losses.
+
+    ``fake_taps``: ``discriminator``'s :func:`gan_lib.shared_backward.fake_taps`, to run D's backward pass
+    on the fakes once for both gradients (the same gradients, less arithmetic). Not with ``code_model``.
     """
     g_inputs = noise if labels is None else [noise, labels]
     d_variables = (discriminator if code_model is None else code_model).trainable_variables
-    with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
+    if fake_taps is not None and code_model is not None:
+        raise ValueError("fake_taps cannot share D's backward pass with a code head's; pass one of the two.")
+    # With fake_taps, one persistent tape serves every gradient (shared_backward.gradients).
+    with tf.GradientTape() as g_tape, tf.GradientTape(persistent=fake_taps is not None) as d_tape:
         fakes = generator(g_inputs, training=True)
         real_logits = discriminator(images if labels is None else [images, labels], training=True)
-        if code_model is None:
-            fake_logits = discriminator(fakes if labels is None else [fakes, labels], training=True)
-        else:
+        if code_model is not None:
             fake_logits, code_logits = code_model(fakes, training=True)
+        elif fake_taps is not None:
+            fake_logits, *tapped = fake_taps.model(fakes if labels is None else [fakes, labels], training=True)
+        else:
+            fake_logits = discriminator(fakes if labels is None else [fakes, labels], training=True)
         d_loss = losses.discriminator_loss(real_logits, fake_logits, label_smoothing)
         if g_top_k is None:
             g_loss = losses.generator_loss(fake_logits)
@@ -154,8 +163,14 @@ def gan_train_step(
         # LossScaleOptimizer (fp16), which unscales in apply_gradients.
         scaled_g_loss = g_optimizer.scale_loss(distribute.replica_share(g_objective))
         scaled_d_loss = d_optimizer.scale_loss(distribute.replica_share(d_objective))
-    g_grads = g_tape.gradient(scaled_g_loss, generator.trainable_variables)
-    d_grads = d_tape.gradient(scaled_d_loss, d_variables)
+    if fake_taps is None:
+        g_grads = g_tape.gradient(scaled_g_loss, generator.trainable_variables)
+        d_grads = d_tape.gradient(scaled_d_loss, d_variables)
+    else:
+        g_grads, d_grads = shared_backward.gradients(
+            d_tape, fake_taps, fakes, real_logits, fake_logits, tapped, scaled_g_loss, scaled_d_loss,
+            generator.trainable_variables, d_variables,
+        )  # fmt: skip
     fastpath.apply_gradients(g_optimizer, g_grads, generator.trainable_variables, fused=fused_updates)
     fastpath.apply_gradients(d_optimizer, d_grads, d_variables, fused=fused_updates)
     result = {
@@ -207,7 +222,9 @@ class GANTrainer:
     ``fast_ops``: run the networks' BatchNorm layers fused, draw Dropout masks
     from 16 random bits, apply Adam as one kernel per variable, and, in bf16 on a CPU, compute the conv weight
     gradients on faster kernels (:mod:`gan_lib.fastpath`: the same arithmetic,
-    for Dropout the same distribution, measured faster; README, "Speed"). It
+    for Dropout the same distribution, measured faster; README, "Speed"), and run D's
+    backward pass on the fakes once for both players' gradients where D treats each
+    sample on its own (:mod:`gan_lib.shared_backward`; ``fake_taps`` is None elsewhere). It
     switches the layers of the models passed in; their weights and saved form
     do not change.
     """
@@ -296,6 +313,11 @@ class GANTrainer:
                 kernel_initializer=keras.initializers.RandomNormal(stddev=0.02),
             )  # fmt: skip
             self.code_model = with_code_head(discriminator, self.code_head)
+        # D's backward pass on the fakes, once for both players (gan_lib.shared_backward), with fast_ops;
+        # None where it does not apply (BatchNorm in D, a code head). Read when the step is first traced.
+        self.fake_taps = None
+        if self.fast_ops and self.code_model is None:
+            self.fake_taps = shared_backward.fake_taps(discriminator)
         self.g_optimizer.build(generator.trainable_variables)
         self.d_optimizer.build((self.code_model or discriminator).trainable_variables)
         self.noise_rng = tf.random.Generator.from_seed(seed)
@@ -384,7 +406,7 @@ class GANTrainer:
             self.generator, self.discriminator, self.g_optimizer, self.d_optimizer,
             images, labels, noise, self.recipe.label_smoothing, fused_updates=self.fast_ops,
             g_top_k=self._g_top_k(tf.shape(images)[0]), code_model=self.code_model,
-            info_weight=self.recipe.info_weight,
+            info_weight=self.recipe.info_weight, fake_taps=self.fake_taps,
         )  # fmt: skip
         if self.ema_generator is not None:
             # Per replica: every replica's copy of G has just received the same all-reduced update.

@@ -1,6 +1,6 @@
 """One part of the fast path on and off, interleaved in one process: what that part alone buys.
 
-    python scripts/fast_path_ab.py mnist few_channels [--precision bf16] [--repeats 7]
+    python scripts/fast_path_ab.py mnist few_channels [--precision bf16] [--repeats 7] [--nets tutorial]
 
 ``scripts/step_profile.py --trials`` times every part on and off, three rounds of one step per call, which
 leaves a 2-3% part inside its noise. This times three steps only: the tutorial's, our step as the trainer
@@ -22,18 +22,29 @@ from gan_lib import bench, fastpath, hardware
 from gan_lib.specs import get_spec
 from gan_lib.training import STEPS_PER_CALL
 
+# Parts of the step itself rather than of its layers: bench.trainer_with_fast_parts's switches.
+STEP_PARTS = ("fused_adam", "shared_backward")
+
+
+def without(spec, precision: str, default: dict[str, bool], part: str):
+    """The trainer with every part the trainer picks, ``part`` off."""
+    if part in STEP_PARTS:
+        return bench.trainer_with_fast_parts(spec, precision, default, **{part: False})
+    return bench.trainer_with_fast_parts(spec, precision, {**default, part: False})
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model")
-    parser.add_argument("part", choices=fastpath.LAYER_PARTS)
+    parser.add_argument("part", choices=(*fastpath.LAYER_PARTS, *STEP_PARTS))
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--nets", default="default", help="the networks (gan_lib.specs.NETS): default, tutorial, large")
     args = parser.parse_args()
-    spec = get_spec(args.model)
+    spec = get_spec(args.model).with_nets(args.nets)
     precision = hardware.resolve_precision(args.precision)
     default = fastpath.default_parts("bfloat16" if precision == "bf16" else "float32", on_cpu=True)
-    if not default[args.part]:
+    if not default.get(args.part, True):
         parser.error(f"the trainer does not use {args.part} in {precision}; nothing to switch off")
     rng = np.random.default_rng(0)
     shape = (STEPS_PER_CALL, spec.batch_size, *spec.image_shape)
@@ -44,7 +55,7 @@ def main() -> None:
         "tutorial's step (fp32)": (bench.TutorialStep(spec, spec.batch_size), tuple(x[0] for x in stack), 1),
         "our step": (bench.trainer_with_fast_parts(spec, precision, default).train_steps, stack, STEPS_PER_CALL),
         f"our step without {args.part}": (
-            bench.trainer_with_fast_parts(spec, precision, {**default, args.part: False}).train_steps,
+            without(spec, precision, default, args.part).train_steps,
             stack,
             STEPS_PER_CALL,
         ),
@@ -55,7 +66,7 @@ def main() -> None:
     for _ in range(args.repeats):
         for name, (fn, inputs, per_call) in steps.items():
             seconds[name].append(bench.time_steps(fn, inputs, 2 if per_call > 1 else 8, per_call))
-    print(f"machine: {hardware.describe()}; {args.model}, batch {spec.batch_size}, {precision}")
+    print(f"machine: {hardware.describe()}; {args.model} ({args.nets} networks), batch {spec.batch_size}, {precision}")
     medians = {name: statistics.median(values) for name, values in seconds.items()}
     tutorial = medians["tutorial's step (fp32)"]
     for name, values in seconds.items():

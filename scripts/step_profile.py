@@ -2,6 +2,7 @@
 
     python scripts/step_profile.py mnist                 # op-type breakdown from a TF profiler trace
     python scripts/step_profile.py mnist --trials        # + fast-path trials against the plain step
+    python scripts/step_profile.py mnist --nets tutorial # the TF tutorial's networks (gan_lib.specs.NETS)
 
 The breakdown traces a few steps (fp32 unless ``--precision bf16``) with ``tf.profiler`` and sums each op
 type's time over TensorFlow's threads (so the shares are of op time, not of
@@ -11,7 +12,7 @@ else tells how much any cut outside the convolutions can buy at most.
 ``--trials`` times, interleaved in one process with the tutorial's step:
 our step as it is; eight of our steps in one ``tf.function`` call (noise
 drawn inside, one dispatch for eight steps); and our step with the fast
-path's parts (:mod:`gan_lib.fastpath`) off, with each part alone, and with each part left out. Thread settings and oneDNN
+path's parts (:mod:`gan_lib.fastpath`, :mod:`gan_lib.shared_backward`) off, with each part alone, and with each part left out. Thread settings and oneDNN
 itself are process-wide, so compare them by running the command again with
 ``GAN_LIB_INTER_OP_THREADS=1`` or ``TF_ENABLE_ONEDNN_OPTS=0`` in the environment.
 """
@@ -68,17 +69,18 @@ def main() -> None:
     parser.add_argument("--trials", action="store_true")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="our step's precision")
+    parser.add_argument("--nets", default="default", help="the networks (gan_lib.specs.NETS): default, tutorial, large")
     args = parser.parse_args()
     if os.environ.get("GAN_LIB_INTER_OP_THREADS"):
         tf.config.threading.set_inter_op_parallelism_threads(int(os.environ["GAN_LIB_INTER_OP_THREADS"]))
-    spec = get_spec(args.model)
+    spec = get_spec(args.model).with_nets(args.nets)
     keras.utils.set_random_seed(0)
     trainer = build_trainer(spec, recipe=spec.recipe, precision=args.precision, seed=0)
     rng = np.random.default_rng(0)
     batch = (tf.constant(rng.uniform(-1, 1, (spec.batch_size, *spec.image_shape)).astype(np.float32)),)
     settings = {k: os.environ[k] for k in ("GAN_LIB_INTER_OP_THREADS", "TF_ENABLE_ONEDNN_OPTS") if k in os.environ}
     print(
-        f"machine: {hardware.describe()}; {args.model}, batch {spec.batch_size}, {args.precision}; settings {settings or 'default'}"
+        f"machine: {hardware.describe()}; {args.model} ({args.nets} networks), batch {spec.batch_size}, {args.precision}; settings {settings or 'default'}"
     )
 
     wall_ms, per_type = op_breakdown(trainer, batch)
@@ -100,14 +102,17 @@ def main() -> None:
             f"our step, {STEPS_PER_CALL} per call": (trainer.train_steps, (stack,), STEPS_PER_CALL),
         }
         # The fast path's parts (gan_lib.fastpath), each alone and each left out: same seed, same networks,
-        # Keras' ops otherwise. Layer switches (use_fast_ops) and whether Adam runs fused.
-        layer_parts = [p for p in fastpath.LAYER_PARTS if p != "filter_gradients" or args.precision == "bf16"]
-        parts = {"no fast ops": ((), False), "fused Adam only": ((), True)}
-        parts.update({f"{part} only": ((part,), False) for part in layer_parts})
-        parts.update({f"all but {part}": (tuple(p for p in layer_parts if p != part), True) for part in layer_parts})
-        parts["all but fused Adam"] = (tuple(layer_parts), False)
-        for name, (switched, fused_adam) in parts.items():
-            plain = bench.trainer_with_fast_parts(spec, args.precision, dict.fromkeys(switched, True), fused_adam)
+        # Keras' ops otherwise. Layer switches (use_fast_ops), whether Adam runs fused, and whether D's
+        # backward pass on the fakes is shared (gan_lib.shared_backward, only where it applies).
+        every = [p for p in fastpath.LAYER_PARTS if p != "filter_gradients" or args.precision == "bf16"]
+        every += ["fused Adam"] + (["shared backward"] if trainer.fake_taps is not None else [])
+        parts = {"no fast ops": set()}
+        parts.update({f"{part} only": {part} for part in every})
+        parts.update({f"all but {part}": set(every) - {part} for part in every})
+        for name, on in parts.items():
+            plain = bench.trainer_with_fast_parts(
+                spec, args.precision, dict.fromkeys(on, True), "fused Adam" in on, "shared backward" in on
+            )
             trials[f"our step, {name}"] = (plain.train_step, batch, 1)
         for fn, inputs, _ in trials.values():
             bench.time_steps(fn, inputs, 2)
