@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--precision", choices=PRECISIONS, default="auto",
                        help="auto: bf16 where a one-off probe finds it faster on this CPU, and on recent GPUs; else fp32")  # fmt: skip
     train.add_argument("--no-fast-ops", action="store_true",
-                       help="train on Keras' own BatchNorm, Adam update, conv gradients and Dropout masks, not gan_lib.fastpath's")  # fmt: skip
+                       help="train on Keras' own BatchNorm, Adam update, conv gradients and Dropout masks, not gan_lib.fastpath's, "
+                       "with D's backward pass on the fakes run twice (no gan_lib.shared_backward)")  # fmt: skip
     train.add_argument("--metrics-every", type=int, default=5, help="epochs between quality metrics (0: never)")
     train.add_argument("--tensorboard", action="store_true", help="also log to RUN_DIR/tensorboard")
     train.add_argument(
@@ -76,7 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--nets", choices=NETS, default="default",
                        help="the networks both steps train (default: the model's own; tutorial: the TF tutorial's; large: MNIST's bigger pair)")  # fmt: skip
     bench.add_argument(
-        "--no-fast-ops", action="store_true", help="time our step on Keras' own ops (gan_lib.fastpath off)"
+        "--no-fast-ops",
+        action="store_true",
+        help="time our step on Keras' own ops (gan_lib.fastpath and gan_lib.shared_backward off)",
     )
     bench.add_argument("--batch-size", type=_positive_int, default=None)
     bench.add_argument("--steps", type=_positive_int, default=10, help="steps per timed repeat")

@@ -140,7 +140,9 @@ def test_bench_reports_the_machine_readable_line():
         ({"precision": "fp32"}, 1.15),
         ({"isa": "amx", "precision": "fp32"}, 1.15),  # AMX hidden or slow: the probe chose fp32
         ({"model": "cifar10"}, None),  # the targets are the MNIST step's
-        ({"nets": "tutorial"}, None),
+        ({"nets": "tutorial"}, 1.8),  # the architecture the targets were set on
+        ({"nets": "tutorial", "precision": "fp32"}, 1.15),
+        ({"nets": "large"}, None),
         ({"fast_ops": False}, None),
         ({"gpus": ["NVIDIA H100 80GB HBM3"]}, None),
     ],
