@@ -58,12 +58,14 @@ class FakeTaps:
 
     ``model``: D's inputs -> [logits (B, 1), output of ``layers[0]``, ...]; it
     shares D's layers, so it is D. ``layers``: D's layers with trainable
-    weights, in the order of the outputs after the logits. Made by :func:`fake_taps`.
+    weights, in the order of the outputs after the logits. ``discriminator``: D itself.
+    Made by :func:`fake_taps`.
     """
 
-    def __init__(self, model: keras.Model, layers: list[keras.layers.Layer]) -> None:
+    def __init__(self, model: keras.Model, layers: list[keras.layers.Layer], discriminator: keras.Model) -> None:
         self.model = model
         self.layers = layers
+        self.discriminator = discriminator
 
 
 def fake_taps(discriminator: keras.Model) -> FakeTaps | None:
@@ -92,7 +94,7 @@ def fake_taps(discriminator: keras.Model) -> FakeTaps | None:
     if owned != {id(v) for v in discriminator.trainable_variables}:
         return None
     model = keras.Model(inputs, [outputs[0], *tapped], name=f"{discriminator.name}_taps")
-    return FakeTaps(model, weighted)
+    return FakeTaps(model, weighted, discriminator)
 
 
 def _per_sample(scale: tf.Tensor, x: tf.Tensor) -> tf.Tensor:

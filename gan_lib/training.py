@@ -138,7 +138,11 @@ def gan_train_step(
     g_inputs = noise if labels is None else [noise, labels]
     d_variables = (discriminator if code_model is None else code_model).trainable_variables
     if fake_taps is not None and code_model is not None:
-        raise ValueError("fake_taps cannot share D's backward pass with a code head's; pass one of the two.")
+        raise ValueError(
+            "fake_taps cannot share D's backward pass when a code head adds a second output; pass fake_taps=None."
+        )
+    if fake_taps is not None and fake_taps.discriminator is not discriminator:
+        raise ValueError("fake_taps was made for another discriminator; pass shared_backward.fake_taps(discriminator).")
     # With fake_taps, one persistent tape serves every gradient (shared_backward.gradients).
     with tf.GradientTape() as g_tape, tf.GradientTape(persistent=fake_taps is not None) as d_tape:
         fakes = generator(g_inputs, training=True)

@@ -83,7 +83,8 @@ def test_batchnorm_in_d_would_give_other_gradients():
     """Why fake_taps refuses a D with BatchNorm: forced through, the per-sample scaling gets G's gradient wrong."""
     g, d = _networks(batchnorm=True)
     weighted = [layer for layer in d.layers if layer.trainable_variables]
-    forced = shared_backward.FakeTaps(keras.Model(d.input, [d.output, *(layer.output for layer in weighted)]), weighted)
+    outputs = [d.output, *(layer.output for layer in weighted)]
+    forced = shared_backward.FakeTaps(keras.Model(d.input, outputs), weighted, d)
     want, got = _both_gradients(g, d, forced, None, (28, 28, 1))
     g_count = len(g.trainable_variables)
     assert max(_rel(a, b) for a, b in zip(want[:g_count], got[:g_count])) > 1e-2
@@ -121,6 +122,15 @@ def test_not_used_where_d_mixes_the_batch_or_has_a_code_head():
     assert GANTrainer(g, d, recipe="dcgan").fake_taps is not None
     g, d = _networks()
     assert GANTrainer(g, d, recipe="dcgan", fast_ops=False).fake_taps is None
+
+
+def test_taps_of_another_discriminator_are_refused():
+    g, d = _networks()
+    _, other = _networks()
+    noise, images, _ = _inputs(None, (28, 28, 1))
+    optimizers = keras.optimizers.SGD(0.1), keras.optimizers.SGD(0.1)
+    with pytest.raises(ValueError, match="another discriminator"):
+        gan_train_step(g, d, *optimizers, images, None, noise, fake_taps=shared_backward.fake_taps(other))
 
 
 def test_not_used_for_a_subclassed_or_nested_discriminator():
