@@ -31,6 +31,7 @@ import math
 import os
 import sys
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -146,9 +147,18 @@ def gan_train_step(
     # With fake_taps, one persistent tape serves every gradient (shared_backward.gradients).
     with tf.GradientTape() as g_tape, tf.GradientTape(persistent=fake_taps is not None) as d_tape:
         fakes = generator(g_inputs, training=True)
-        real_logits = discriminator(images if labels is None else [images, labels], training=True)
+        if fake_taps is not None and os.environ.get("GAN_LIB_JOINT_D"):
+            both = tf.concat([tf.cast(images, fakes.dtype), fakes], axis=0)
+            all_logits, *tapped = fake_taps.model(
+                both if labels is None else [both, tf.concat([labels, labels], 0)], training=True
+            )
+            real_logits, fake_logits = all_logits[: tf.shape(images)[0]], all_logits[tf.shape(images)[0] :]
+        else:
+            real_logits = discriminator(images if labels is None else [images, labels], training=True)
         if code_model is not None:
             fake_logits, code_logits = code_model(fakes, training=True)
+        elif fake_taps is not None and os.environ.get("GAN_LIB_JOINT_D"):
+            pass
         elif fake_taps is not None:
             fake_logits, *tapped = fake_taps.model(fakes if labels is None else [fakes, labels], training=True)
         else:
@@ -170,6 +180,19 @@ def gan_train_step(
     if fake_taps is None:
         g_grads = g_tape.gradient(scaled_g_loss, generator.trainable_variables)
         d_grads = d_tape.gradient(scaled_d_loss, d_variables)
+    elif os.environ.get("GAN_LIB_JOINT_D"):
+        g_grads, d_grads = shared_backward.joint_gradients(
+            d_tape,
+            fake_taps,
+            fakes,
+            all_logits,
+            real_logits,
+            fake_logits,
+            tapped,
+            scaled_g_loss,
+            scaled_d_loss,
+            generator.trainable_variables,
+        )
     else:
         g_grads, d_grads = shared_backward.gradients(
             d_tape, fake_taps, fakes, real_logits, fake_logits, tapped, scaled_g_loss, scaled_d_loss,
@@ -583,12 +606,13 @@ def load_history(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
     return json.loads(path.read_text())
 
 
-def _check_finite(values: dict[str, float], epoch: int, step: int) -> None:
+def _check_finite(values: dict[str, float], epoch: int, step: int, retried: bool = False) -> None:
     bad = {k: v for k, v in values.items() if not math.isfinite(v)}
     if bad:
+        again = " again, after retrying the epoch from its start (so not a one-off fault)" if retried else ""
         raise NonFiniteLossError(
-            f"non-finite loss at epoch {epoch}, step {step}: {bad}. Training stopped; the last good checkpoint "
-            "is kept. Lower the learning rate, or check the data for NaNs."
+            f"non-finite loss at epoch {epoch}, step {step}{again}: {bad}. Training stopped; the last good "
+            "checkpoint is kept. Lower the learning rate, or check the data for NaNs."
         )
 
 
@@ -618,6 +642,10 @@ def train(
     ``checkpoint_every`` epochs and at the end (``checkpoints/``, plus
     ``generator.keras``, the sampling generator), and ``progress.gif`` at the end.
     If ``run_dir`` already holds a checkpoint, training resumes from it.
+    A non-finite loss (:class:`NonFiniteLossError`) retries its epoch once from the epoch's start, kept in
+    memory (one device only): a one-off fault then costs part of an epoch, and the replay is exact, so a
+    real divergence fails again at the same step and stops training; the epoch's record then says
+    ``"retried": true``.
 
     ``steps_per_call``: train steps per compiled call
     (:meth:`GANTrainer.train_steps`; the same updates as one call per step).
@@ -670,75 +698,78 @@ def train(
     writer = tf.summary.create_file_writer(str(run_dir / "tensorboard")) if tensorboard and chief else None
     live = viz.LiveDisplay.create() if verbose and chief else None
 
-    for epoch in range(start_epoch + 1, epochs + 1):
-        started = time.perf_counter()
-        order = {"seed": trainer.seed, "epoch": epoch, "steps": steps, "hflip": hflip}
-        if per_call > 1:  # stacks of per_call batches, one compiled call each
-            batches = iterate_batch_stacks(images, labels, batch_size, per_call, **order)
-            run_steps = trainer.train_steps
-        else:
-            batches = iterate_batches(images, labels, batch_size, **order)
-            run_steps = trainer.train_step
-        progbar = keras.utils.Progbar(steps, verbose=verbose, stateful_metrics=["d_loss", "g_loss"])
-        sums = dict.fromkeys(trainer.step_keys, 0.0)
-        pending: list[dict[str, tf.Tensor]] = []
-        step = 0
-        for batch in batches:
-            _raise_if_stop_requested()
-            pending.append(run_steps(*batch) if trainer.conditional else run_steps(batch))
-            done = step
-            step += int((batch[0] if trainer.conditional else batch).shape[0]) if per_call > 1 else 1
-            if step // 10 > done // 10 or step == steps:  # sync with the device only every 10 steps or so
-                per_step = {k: np.concatenate([np.ravel(p[k]) for p in pending]) for k in sums}
-                values = {k: float(np.mean(v)) for k, v in per_step.items()}
-                _check_finite(values, epoch, step)
-                for k in sums:
-                    sums[k] += float(np.sum(per_step[k]))
-                pending.clear()
-                progbar.update(step, [("d_loss", values["d_loss"]), ("g_loss", values["g_loss"])])
-        record: dict[str, Any] = {"epoch": epoch, **{k: round(v / steps, 5) for k, v in sums.items()}}
-        trainer.epoch.assign(epoch)
-        # On every worker, not just the chief: a BN-recalibrated sampler then holds the same statistics everywhere.
-        grid_images = trainer.generate(noise, grid_labels)
-        if not chief:  # a non-chief worker: no files but its own checkpoints
-            record["seconds"] = round(time.perf_counter() - started, 3)
-            history.append(record)
-            if epoch % checkpoint_every == 0 or epoch == epochs:
-                with trainer.scope():
-                    manager.save(checkpoint_number=epoch)
-            continue
-        grid_path = run_dir / "grids" / f"epoch_{epoch:04d}.png"
-        viz.save_grid(grid_images, grid_path, rows, cols, column_titles=titles, title=f"epoch {epoch}")
-        record["seconds"] = round(time.perf_counter() - started, 3)
-        stop = False
-        for callback in epoch_callbacks:
+    # The state at each epoch's start, in memory, to retry an epoch once after a non-finite loss (one device only).
+    snapshot_dir = f"ram://gan-kit/{uuid.uuid4().hex}" if trainer.strategy is None else None
+    snapshot = None
+    try:
+        for epoch in range(start_epoch + 1, epochs + 1):
+            started = time.perf_counter()
+            order = {"seed": trainer.seed, "epoch": epoch, "steps": steps, "hflip": hflip}
+            if snapshot_dir is not None:  # a fresh prefix each epoch: TensorFlow's RAM files do not overwrite cleanly
+                if tf.io.gfile.exists(snapshot_dir):
+                    tf.io.gfile.rmtree(snapshot_dir)
+                snapshot = trainer.checkpoint.write(f"{snapshot_dir}/epoch_{epoch}")
+            retried = False
             try:
-                callback(epoch, record)
-            except StopTraining:
-                stop = True
-        history.append(record)
-        atomic_write_json(run_dir / "history.json", history)
-        viz.plot_history(history, run_dir / "losses.png")
-        import matplotlib.pyplot as plt
+                sums = _train_epoch(trainer, images, labels, batch_size, per_call, order, verbose)
+            except NonFiniteLossError as error:
+                if snapshot is None:
+                    raise
+                # A one-off fault (the same run, repeated, went through) is replayed exactly from the epoch's
+                # start, data order and random draws included; a real divergence fails again at the same place.
+                print(f"{error.args[0].split(':')[0]}; retrying epoch {epoch} once from its start.", flush=True)
+                trainer.checkpoint.read(snapshot).assert_consumed()
+                trainer.invalidate_sampler()
+                sums = _train_epoch(trainer, images, labels, batch_size, per_call, order, verbose, retried=True)
+                retried = True
+            record: dict[str, Any] = {"epoch": epoch, **{k: round(v / steps, 5) for k, v in sums.items()}}
+            if retried:
+                record["retried"] = True  # this epoch's numbers are its second attempt's
+            trainer.epoch.assign(epoch)
+            # On every worker, not just the chief: a BN-recalibrated sampler then holds the same statistics everywhere.
+            grid_images = trainer.generate(noise, grid_labels)
+            if not chief:  # a non-chief worker: no files but its own checkpoints
+                record["seconds"] = round(time.perf_counter() - started, 3)
+                history.append(record)
+                if epoch % checkpoint_every == 0 or epoch == epochs:
+                    with trainer.scope():
+                        manager.save(checkpoint_number=epoch)
+                continue
+            grid_path = run_dir / "grids" / f"epoch_{epoch:04d}.png"
+            viz.save_grid(grid_images, grid_path, rows, cols, column_titles=titles, title=f"epoch {epoch}")
+            record["seconds"] = round(time.perf_counter() - started, 3)
+            stop = False
+            for callback in epoch_callbacks:
+                try:
+                    callback(epoch, record)
+                except StopTraining:
+                    stop = True
+            history.append(record)
+            atomic_write_json(run_dir / "history.json", history)
+            viz.plot_history(history, run_dir / "losses.png")
+            import matplotlib.pyplot as plt
 
-        plt.close("all")
-        if writer is not None:
-            _log_tensorboard(writer, epoch, record, viz.tile_images(grid_images, rows, cols))
-        if live is not None:
-            live.update(grid_path, history, epochs)
-        if epoch % checkpoint_every == 0 or epoch == epochs or stop:
-            save_checkpoint(trainer, manager, run_dir)
-        if verbose:
-            print(
-                f"epoch {epoch}/{epochs}: d_loss {record['d_loss']:.4f}  g_loss {record['g_loss']:.4f}  "
-                f"D acc real {record['d_real_acc']:.2f} fake {record['d_fake_acc']:.2f}  "
-                + (f"code acc {record['code_acc']:.2f}  " if "code_acc" in record else "")
-                + f"{record['seconds']:.1f} s",
-                flush=True,
-            )
-        _raise_if_stop_requested()  # a Ctrl-C lost during the epoch's writes still stops the run here
-        if stop:
-            break
+            plt.close("all")
+            if writer is not None:
+                _log_tensorboard(writer, epoch, record, viz.tile_images(grid_images, rows, cols))
+            if live is not None:
+                live.update(grid_path, history, epochs)
+            if epoch % checkpoint_every == 0 or epoch == epochs or stop:
+                save_checkpoint(trainer, manager, run_dir)
+            if verbose:
+                print(
+                    f"epoch {epoch}/{epochs}: d_loss {record['d_loss']:.4f}  g_loss {record['g_loss']:.4f}  "
+                    f"D acc real {record['d_real_acc']:.2f} fake {record['d_fake_acc']:.2f}  "
+                    + (f"code acc {record['code_acc']:.2f}  " if "code_acc" in record else "")
+                    + f"{record['seconds']:.1f} s",
+                    flush=True,
+                )
+            _raise_if_stop_requested()  # a Ctrl-C lost during the epoch's writes still stops the run here
+            if stop:
+                break
+    finally:
+        if snapshot_dir is not None and tf.io.gfile.exists(snapshot_dir):
+            tf.io.gfile.rmtree(snapshot_dir)
     if not chief:
         return history
     frames = sorted((run_dir / "grids").glob("epoch_*.png"))
@@ -747,6 +778,47 @@ def train(
     if frames:
         viz.make_gif(frames, run_dir / "progress.gif")
     return history
+
+
+def _train_epoch(
+    trainer: GANTrainer,
+    images: np.ndarray,
+    labels: np.ndarray | None,
+    batch_size: int,
+    per_call: int,
+    order: dict[str, Any],
+    verbose: int,
+    retried: bool = False,
+) -> dict[str, float]:
+    """One epoch's train steps in the order ``order`` gives; returns each step value's sum over the epoch.
+
+    Raises :class:`NonFiniteLossError` at the first sync (every 10 steps or so) that sees a non-finite value.
+    """
+    steps = order["steps"]
+    if per_call > 1:  # stacks of per_call batches, one compiled call each
+        batches = iterate_batch_stacks(images, labels, batch_size, per_call, **order)
+        run_steps = trainer.train_steps
+    else:
+        batches = iterate_batches(images, labels, batch_size, **order)
+        run_steps = trainer.train_step
+    progbar = keras.utils.Progbar(steps, verbose=verbose, stateful_metrics=["d_loss", "g_loss"])
+    sums = dict.fromkeys(trainer.step_keys, 0.0)
+    pending: list[dict[str, tf.Tensor]] = []
+    step = 0
+    for batch in batches:
+        _raise_if_stop_requested()
+        pending.append(run_steps(*batch) if trainer.conditional else run_steps(batch))
+        done = step
+        step += int((batch[0] if trainer.conditional else batch).shape[0]) if per_call > 1 else 1
+        if step // 10 > done // 10 or step == steps:  # sync with the device only every 10 steps or so
+            per_step = {k: np.concatenate([np.ravel(p[k]) for p in pending]) for k in sums}
+            values = {k: float(np.mean(v)) for k, v in per_step.items()}
+            _check_finite(values, order["epoch"], step, retried)
+            for k in sums:
+                sums[k] += float(np.sum(per_step[k]))
+            pending.clear()
+            progbar.update(step, [("d_loss", values["d_loss"]), ("g_loss", values["g_loss"])])
+    return sums
 
 
 def _log_tensorboard(writer, epoch: int, record: dict[str, Any], grid: np.ndarray) -> None:

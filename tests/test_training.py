@@ -167,11 +167,59 @@ def test_nan_loss_stops_with_epoch_and_step(tmp_path, mnist_sample):
             kernel = trainer.discriminator.layers[-1].kernel
             kernel.assign(np.full(kernel.shape, np.nan, "float32"))
 
-    with pytest.raises(NonFiniteLossError, match="epoch 4, step 4"):
+    # The NaN weights are in epoch 4's starting state, so the retry from that state fails the same way.
+    with pytest.raises(NonFiniteLossError, match="epoch 4, step 4 again, after retrying"):
         train(trainer, x, epochs=6, run_dir=tmp_path, batch_size=64, checkpoint_every=2, verbose=0,
               epoch_callbacks=[poison])  # fmt: skip
     assert state_file.read_text() == before  # the last good checkpoint (epoch 2) is still the latest
     assert [h["epoch"] for h in json.loads((tmp_path / "history.json").read_text())] == [1, 2, 3]
+
+
+# Call counters of OneOffFault layers, kept outside the layers so that no checkpoint or snapshot restores them.
+_FAULT_CALLS: dict[int, tf.Variable] = {}
+
+
+@keras.saving.register_keras_serializable(package="gan_kit_tests")
+class OneOffFault(keras.layers.Layer):
+    """Identity, except that its ``fault_at``-th call in training returns NaN: a fault that does not come back."""
+
+    def __init__(self, fault_at: int = -1, **kwargs):
+        super().__init__(**kwargs)
+        self.fault_at = fault_at
+        _FAULT_CALLS[id(self)] = tf.Variable(0, trainable=False)
+
+    def call(self, x, training=False):
+        if not training:
+            return x
+        calls = _FAULT_CALLS[id(self)]
+        hit = tf.equal(calls.assign_add(1), self.fault_at)
+        return tf.where(hit, tf.constant(float("nan"), x.dtype), x)
+
+    def get_config(self):
+        return {**super().get_config(), "fault_at": self.fault_at}
+
+
+def trainer_with_fault(fault_at: int) -> GANTrainer:
+    keras.utils.set_random_seed(0)
+    base = build_generator(LATENT, (28, 28, 1), None, project_filters=16, hidden_filters=(8, 8))
+    noise = keras.Input((LATENT,))
+    g = keras.Model(noise, OneOffFault(fault_at)(base(noise)))
+    d = build_discriminator((28, 28, 1), None, filters=(8, 16))
+    return GANTrainer(g, d, latent_dim=LATENT, seed=0, recipe="dcgan")
+
+
+def test_a_one_off_nan_retries_the_epoch_and_ends_where_a_clean_run_ends(tmp_path, mnist_sample, capsys):
+    x = mnist_sample.x_train[:256]
+    clean = trainer_with_fault(-1)
+    train(clean, x, epochs=3, run_dir=tmp_path / "clean", batch_size=64, steps_per_call=2, verbose=0)
+    faulty = trainer_with_fault(6)  # G's 6th training call: epoch 2, its second step
+    history = train(faulty, x, epochs=3, run_dir=tmp_path / "faulty", batch_size=64, steps_per_call=2, verbose=0)
+    # Found at the epoch's only sync, after its 4 steps.
+    assert "non-finite loss at epoch 2, step 4; retrying epoch 2 once from its start." in capsys.readouterr().out
+    assert [h.get("retried", False) for h in history] == [False, True, False]
+    for want, got in zip(all_state(clean), all_state(faulty)):
+        np.testing.assert_array_equal(got, want)  # the replay is exact: as if the fault never happened
+    assert not tf.io.gfile.glob("ram://gan-kit/*")  # the in-memory snapshot is gone
 
 
 def test_tensorboard_logs_scalars_and_grid(tmp_path, mnist_sample):
