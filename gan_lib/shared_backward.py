@@ -150,34 +150,3 @@ def gradients(
         for variable, grad in zip(weights, grads):
             d_grads[id(variable)] = _add(d_grads[id(variable)], grad)
     return g_grads, [d_grads[id(v)] for v in d_variables]
-
-
-def joint_gradients(
-    tape: tf.GradientTape,
-    taps: FakeTaps,
-    fakes: tf.Tensor,
-    logits: tf.Tensor,
-    real_logits: tf.Tensor,
-    fake_logits: tf.Tensor,
-    tapped: list[tf.Tensor],
-    g_objective: tf.Tensor,
-    d_objective: tf.Tensor,
-    g_variables: list,
-) -> tuple[list, list]:
-    """As :func:`gradients`, for D called once on the real batch and the fakes together.
-
-    ``logits`` (2B, 1) and ``tapped``: ``taps.model`` on ``concat([reals, fakes])``; the objectives read
-    ``logits[:B]`` and ``logits[B:]``. Returns (G's gradients, D's gradients for ``taps.discriminator``).
-    """
-    g_at_logits = tape.gradient(g_objective, fake_logits)
-    d_at_logits = tf.concat(tape.gradient(d_objective, [real_logits, fake_logits]), axis=0)
-    unit = tape.gradient(logits, [fakes, *tapped], output_gradients=tf.ones_like(logits))
-    g_grads = tape.gradient(fakes, g_variables, output_gradients=_per_sample(g_at_logits, unit[0]))
-    d_grads = {}
-    for layer, output, at_output in zip(taps.layers, tapped, unit[1:]):
-        if at_output is None:
-            continue
-        weights = layer.trainable_variables
-        grads = tape.gradient(output, weights, output_gradients=_per_sample(d_at_logits, at_output))
-        d_grads.update(zip(map(id, weights), grads))
-    return g_grads, [d_grads.get(id(v)) for v in taps.discriminator.trainable_variables]

@@ -147,18 +147,9 @@ def gan_train_step(
     # With fake_taps, one persistent tape serves every gradient (shared_backward.gradients).
     with tf.GradientTape() as g_tape, tf.GradientTape(persistent=fake_taps is not None) as d_tape:
         fakes = generator(g_inputs, training=True)
-        if fake_taps is not None and os.environ.get("GAN_LIB_JOINT_D"):
-            both = tf.concat([tf.cast(images, fakes.dtype), fakes], axis=0)
-            all_logits, *tapped = fake_taps.model(
-                both if labels is None else [both, tf.concat([labels, labels], 0)], training=True
-            )
-            real_logits, fake_logits = all_logits[: tf.shape(images)[0]], all_logits[tf.shape(images)[0] :]
-        else:
-            real_logits = discriminator(images if labels is None else [images, labels], training=True)
+        real_logits = discriminator(images if labels is None else [images, labels], training=True)
         if code_model is not None:
             fake_logits, code_logits = code_model(fakes, training=True)
-        elif fake_taps is not None and os.environ.get("GAN_LIB_JOINT_D"):
-            pass
         elif fake_taps is not None:
             fake_logits, *tapped = fake_taps.model(fakes if labels is None else [fakes, labels], training=True)
         else:
@@ -180,19 +171,6 @@ def gan_train_step(
     if fake_taps is None:
         g_grads = g_tape.gradient(scaled_g_loss, generator.trainable_variables)
         d_grads = d_tape.gradient(scaled_d_loss, d_variables)
-    elif os.environ.get("GAN_LIB_JOINT_D"):
-        g_grads, d_grads = shared_backward.joint_gradients(
-            d_tape,
-            fake_taps,
-            fakes,
-            all_logits,
-            real_logits,
-            fake_logits,
-            tapped,
-            scaled_g_loss,
-            scaled_d_loss,
-            generator.trainable_variables,
-        )
     else:
         g_grads, d_grads = shared_backward.gradients(
             d_tape, fake_taps, fakes, real_logits, fake_logits, tapped, scaled_g_loss, scaled_d_loss,
