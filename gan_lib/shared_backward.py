@@ -17,9 +17,13 @@ gradient then comes from its own output's gradient, and nothing is computed
 twice. It is the same arithmetic reordered, so the gradients agree to float
 rounding (``tests/test_shared_backward.py``).
 
-For the MNIST DCGAN this saves the input gradient of D's second convolution on
-the fakes: about 4.5% of a step's arithmetic; for CIFAR-10's three-layer D,
-those of its second and third. :func:`fake_taps` decides where it applies.
+For the TF tutorial's MNIST DCGAN this saves the input gradient of D's second
+convolution on the fakes, about 4.5% of a step's arithmetic (a three-layer D
+without BatchNorm: those of its second and third). :func:`fake_taps` decides
+where it applies: the tutorial's networks and the cGAN's, not the DCGAN paper's
+D that MNIST and CIFAR-10 use by default (BatchNorm), nor a D with InfoGAN's
+code head, whose gradient is the same in both losses and so does not scale
+with the logit's.
 """
 
 from __future__ import annotations
