@@ -109,14 +109,12 @@ def trainer_with_fast_parts(
     (``scripts/step_profile.py --trials``, ``scripts/fast_path_ab.py``); compile it by calling it.
     """
     from gan_lib import fastpath
-    from gan_lib import shared_backward as shared
     from gan_lib.runs import build_trainer
 
     keras.utils.set_random_seed(0)
     trainer = build_trainer(spec, recipe=spec.recipe, precision=precision, seed=0, fast_ops=False)
     trainer.fast_ops = fused_adam  # read when the step is first traced, as is fake_taps
-    if shared_backward and trainer.code_model is None:
-        trainer.fake_taps = shared.fake_taps(trainer.discriminator)
+    trainer.share_fake_backward(shared_backward)
     switches = {part: bool(parts.get(part)) for part in fastpath.LAYER_PARTS}
     for model in (trainer.generator, trainer.discriminator):
         fastpath.use_fast_ops(model, **switches)

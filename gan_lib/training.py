@@ -318,11 +318,7 @@ class GANTrainer:
                 kernel_initializer=keras.initializers.RandomNormal(stddev=0.02),
             )  # fmt: skip
             self.code_model = with_code_head(discriminator, self.code_head)
-        # D's backward pass on the fakes, once for both players (gan_lib.shared_backward), with fast_ops;
-        # None where it does not apply (BatchNorm in D, a code head). Read when the step is first traced.
-        self.fake_taps = None
-        if self.fast_ops and self.code_model is None:
-            self.fake_taps = shared_backward.fake_taps(discriminator)
+        self.share_fake_backward(self.fast_ops)
         self.g_optimizer.build(generator.trainable_variables)
         self.d_optimizer.build((self.code_model or discriminator).trainable_variables)
         self.noise_rng = tf.random.Generator.from_seed(seed)
@@ -344,6 +340,14 @@ class GANTrainer:
             **({"ema_generator": self.ema_generator} if self.ema_generator is not None else {}),
             **({"code_head": self.code_head} if self.code_head is not None else {}),
         )
+
+    def share_fake_backward(self, on: bool = True) -> None:
+        """Run D's backward pass on the fakes once for both players (:mod:`gan_lib.shared_backward`), or not.
+
+        Sets ``fake_taps``, which the step reads when it is first traced; None when ``on`` is false or where
+        the shared pass does not apply (D mixes the batch, or has a code head).
+        """
+        self.fake_taps = shared_backward.fake_taps(self.discriminator) if on and self.code_model is None else None
 
     @property
     def step_keys(self) -> tuple[str, ...]:
