@@ -88,7 +88,7 @@ stride 2, on a fast kernel: TensorFlow's kernel took 3.9 ms and this 1.8 ms
 (bf16) for a 64 -> 1 layer at batch 256, and 7.4 against 5.0 ms (fp32) for
 64 -> 3. With many output channels the extra arithmetic costs more than the
 kernel saves (TensorFlow's 5.0 ms against this 9.9 ms, bf16, 128 -> 64), so it
-is used only below :data:`MIN_IN_CHANNELS` output channels.
+is used only below :data:`SUBPIXEL_MAX_CHANNELS` output channels.
 """
 
 from __future__ import annotations
@@ -99,7 +99,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+# Below this many input channels a weight gradient keeps TensorFlow's kernel (see filter_gradient).
 MIN_IN_CHANNELS = 8
+# Below this many output channels a strided transposed convolution runs as interleaved stride-1 ones (see
+# transposed_convolution). The same tensor axis as MIN_IN_CHANNELS (kernel axis 2) and, as measured, the
+# same value, but a separate choice: one is where im2col stops paying, the other where the sub-pixel form starts.
+SUBPIXEL_MAX_CHANNELS = 8
 # The layer switches of use_fast_ops, by keyword; it returns how many layers each one switched.
 LAYER_PARTS = ("filter_gradients", "few_channels", "batchnorm", "dropout", "leaky_relu", "bias_gradient")
 # Stride 1 with more taps than this (5×5): the batch/channel-swapped convolution instead of im2col. On the
@@ -214,13 +219,14 @@ def transposed_convolution(x: tf.Tensor, kernel: tf.Tensor, stride: int, output_
     """The "SAME" transposed convolution: (B, H, W, ci) -> (B, *output_size, co), ``kernel`` (k, k, co, ci).
 
     The input gradient of ``conv2d(y, kernel, stride, "SAME")`` for a y of ``output_size``, which is what
-    ``Conv2DTranspose`` computes. Below :data:`MIN_IN_CHANNELS` output channels, with a stride above 1
+    ``Conv2DTranspose`` computes. Below :data:`SUBPIXEL_MAX_CHANNELS` output channels, with a stride above 1
     and an output exactly ``stride`` times the input, as interleaved stride-1 convolutions (see the
     module's notes); otherwise TensorFlow's own kernel.
     """
     batch, height, width, _ = x.shape
     kh, kw, co, _ = kernel.shape
-    if co < MIN_IN_CHANNELS and stride > 1 and kh == kw and tuple(output_size) == (height * stride, width * stride):
+    exact_multiple = tuple(output_size) == (height * stride, width * stride)
+    if co < SUBPIXEL_MAX_CHANNELS and stride > 1 and kh == kw and exact_multiple:
         _, pad_h, _ = same_padding(output_size[0], kh, stride)
         _, pad_w, _ = same_padding(output_size[1], kw, stride)
         if pad_h == pad_w:
@@ -518,10 +524,10 @@ def use_fast_ops(
 def _few_channel_conv(layer: keras.layers.Layer) -> bool:
     """A strided layer whose transposed convolution has few output channels (see :func:`transposed_convolution`).
 
-    A ``Conv2DTranspose`` to fewer than :data:`MIN_IN_CHANNELS` channels (its forward pass), or a ``Conv2D``
-    from as few (its input gradient); "same" padding, no dilation or groups, one stride above 1.
+    A ``Conv2DTranspose`` to fewer than :data:`SUBPIXEL_MAX_CHANNELS` channels (its forward pass), or a
+    ``Conv2D`` from as few (its input gradient); "same" padding, no dilation or groups, one stride above 1.
     """
-    return _plain_conv(layer) and layer.kernel.shape[2] < MIN_IN_CHANNELS and layer.strides[0] > 1
+    return _plain_conv(layer) and layer.kernel.shape[2] < SUBPIXEL_MAX_CHANNELS and layer.strides[0] > 1
 
 
 def _biased_conv(layer: keras.layers.Layer) -> bool:

@@ -109,13 +109,19 @@ def cpu_isa() -> str:
 
 
 def gpu_names() -> list[str]:
+    """The visible GPUs' names; asked of TensorFlow once per process, as its device list is fixed by then."""
+    return list(_gpu_names())
+
+
+@lru_cache(maxsize=1)
+def _gpu_names() -> tuple[str, ...]:
     import tensorflow as tf
 
     names = []
     for gpu in tf.config.list_physical_devices("GPU"):
         details = tf.config.experimental.get_device_details(gpu)
         names.append(details.get("device_name", gpu.name))
-    return names
+    return tuple(names)
 
 
 def resolve_precision(precision: str = "auto") -> str:

@@ -86,11 +86,19 @@ def load_training_data(
     return dataset
 
 
-def write_config(run_dir: Path, config: dict[str, Any]) -> None:
-    """Write ``config.json``; refuse to mix two different models in one folder."""
-    path = run_dir / "config.json"
-    if path.exists():
-        old = json.loads(path.read_text())
+def previous_config(run_dir: Path) -> dict[str, Any]:
+    """The ``config.json`` a run folder already holds; ``{}`` for a new folder."""
+    return load_run_config(run_dir) if (Path(run_dir) / "config.json").exists() else {}
+
+
+def write_config(run_dir: Path, config: dict[str, Any], previous: dict[str, Any] | None = None) -> None:
+    """Write ``config.json``; refuse to mix two different models in one folder.
+
+    ``previous``: the folder's config as :func:`previous_config` read it, for a caller that has read it
+    already; None reads it here.
+    """
+    old = previous_config(run_dir) if previous is None else previous
+    if old:
         if old.get("model") != config.get("model"):
             raise InputError(
                 f"{run_dir} holds a run of model {old.get('model')!r}, not {config.get('model')!r}. "
@@ -108,12 +116,7 @@ def write_config(run_dir: Path, config: dict[str, Any]) -> None:
                 "resumes with the recipe it started with. Leave out --recipe (or give the same), or use another "
                 "--out folder."
             )
-    atomic_write_json(path, config)
-
-
-def run_recipe(run_dir: Path) -> str | None:
-    """The recipe a run folder's ``config.json`` names; None for a new folder."""
-    return load_run_config(run_dir).get("recipe") if (run_dir / "config.json").exists() else None
+    atomic_write_json(run_dir / "config.json", config)
 
 
 def run_nets(config: dict[str, Any]) -> str:
@@ -185,8 +188,9 @@ def train_model(
     dist = distribute.make_strategy(strategy)  # first: a multi-worker strategy must exist before other TF work
     spec = get_spec(name).with_nets(nets)  # an unknown name fails before any work
     run_dir = Path(out) if out is not None else default_run_dir(name)
+    previous = previous_config(run_dir)
     # A run resumes with the recipe it started with, even after the model's default changed.
-    recipe = recipe or run_recipe(run_dir) or spec.recipe
+    recipe = recipe or previous.get("recipe") or spec.recipe
     get_recipe(recipe)
     precision = hardware.resolve_precision(precision)
     keras.utils.set_random_seed(seed)
@@ -219,6 +223,7 @@ def train_model(
             "strategy": strategy,
             "replicas": distribute.num_replicas(dist),
         },
+        previous,
     )
     trainer = build_trainer(spec, recipe=recipe, precision=precision, seed=seed, strategy=dist, fast_ops=fast_ops)
     callbacks = []  # the metrics first, so the caller's callbacks see them in the record
@@ -238,7 +243,16 @@ def load_run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
     path = Path(run_dir) / "config.json"
     if not path.exists():
         raise InputError(f"{run_dir} is not a run folder: it has no config.json. Train one with `gan-lib train`.")
-    return json.loads(path.read_text())
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InputError(
+            f"{path} is not valid JSON ({error}). The kit writes it whole or not at all, so it was changed by hand "
+            "or by another program: restore it from a backup, or use another --out folder."
+        ) from None
+    if not isinstance(config, dict):
+        raise InputError(f"{path} holds a JSON {type(config).__name__}, not an object: it is not a run's config.")
+    return config
 
 
 def load_generator(run_dir: str | os.PathLike) -> keras.Model:

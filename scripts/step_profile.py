@@ -104,7 +104,10 @@ def main() -> None:
         # The fast path's parts (gan_lib.fastpath), each alone and each left out: same seed, same networks,
         # Keras' ops otherwise. Layer switches (use_fast_ops), whether Adam runs fused, and whether D's
         # backward pass on the fakes is shared (gan_lib.shared_backward, only where it applies).
-        every = [p for p in fastpath.LAYER_PARTS if p != "filter_gradients" or args.precision == "bf16"]
+        # The layer parts the trainer itself picks for this precision on a CPU (fastpath.default_parts), so that
+        # "all but X" differs from the default step by X alone.
+        dtype = "bfloat16" if args.precision == "bf16" else "float32"
+        every = [part for part, on in fastpath.default_parts(dtype, on_cpu=True).items() if on]
         every += ["fused Adam"] + (["shared backward"] if trainer.fake_taps is not None else [])
         parts = {"no fast ops": set()}
         parts.update({f"{part} only": {part} for part in every})

@@ -220,6 +220,25 @@ def test_a_folder_from_before_nets_existed_may_resume_with_either(tmp_path):
         write_config(tmp_path, {"model": "mnist", "recipe": "dcgan", "nets": "default"})
 
 
+def test_a_damaged_config_is_refused_with_a_clear_message_and_left_as_it_was(tmp_path):
+    from gan_lib.checks import InputError
+    from gan_lib.runs import load_run_config, write_config
+
+    out = tmp_path / "run"
+    out.mkdir()
+    damaged = '{"model": "mnist", "recipe": '  # cut off, as an editor or a full disk might leave it
+    (out / "config.json").write_text(damaged)
+    result = gan_lib(*tiny_mnist_run(out), "--epochs", "1")
+    assert result.returncode == 2 and "config.json is not valid JSON" in result.stderr, result.stderr
+    assert (out / "config.json").read_text() == damaged
+    assert sorted(p.name for p in out.iterdir()) == ["config.json"]  # nothing trained or written
+    with pytest.raises(InputError, match="not valid JSON"):
+        write_config(out, {"model": "mnist"})
+    (out / "config.json").write_text("[1, 2]")
+    with pytest.raises(InputError, match="holds a JSON list, not an object"):
+        load_run_config(out)
+
+
 def test_a_run_resumes_with_its_own_recipe_and_refuses_another(tmp_path):
     """After MNIST's default recipe changed, an older folder goes on with the recipe it started with."""
     import json
