@@ -14,6 +14,11 @@ progress bar and with Keras' standard callbacks (``TensorBoard``,
 
 ``dataset`` yields image batches in [-1, 1], or ``(images, labels)`` for a
 conditional GAN (see :func:`gan_lib.data.make_dataset`).
+
+A NaN or Inf loss is retried once, as :func:`gan_lib.training.train` retries it:
+``fit`` puts back the state the failing epoch started from and runs that epoch
+again; a second failure raises :class:`~gan_lib.training.NonFiniteLossError`
+with that state in place (see :class:`NonFiniteLossGuard`).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from gan_lib import fastpath, losses, shared_backward, viz
-from gan_lib.training import gan_train_step, grid_inputs
+from gan_lib.training import NonFiniteLossError, gan_train_step, grid_inputs
 
 
 class GAN(keras.Model):
@@ -80,6 +85,46 @@ class GAN(keras.Model):
         self.d_optimizer.build(self.discriminator.trainable_variables)
         self._noise_state.assign(self.noise_rng.state)
 
+    def fit(self, *args, **kwargs):
+        """``keras.Model.fit``, with a NaN or Inf loss retried once from its epoch's start.
+
+        A :class:`NonFiniteLossGuard` goes first in the callbacks (unless one is given). On a non-finite
+        loss it puts back the state the epoch started from and stops ``fit`` before any other callback
+        sees the broken step; ``fit`` then starts again at that epoch. On a ``tf.data`` pipeline that
+        repeats its order (:func:`gan_lib.data.make_dataset`) the replay is exact, since the noise and
+        Dropout states come back too; a ``BackupAndRestore`` among the callbacks restores its own last
+        backup instead. A second failure in the same epoch raises :class:`NonFiniteLossError`. Pass
+        ``callbacks`` and the arguments after it by keyword.
+        """
+        if len(args) > 5:
+            raise TypeError("GAN.fit: pass callbacks, and the arguments after it, by keyword")
+        callbacks = list(kwargs.pop("callbacks", None) or [])
+        guard = next((c for c in callbacks if isinstance(c, NonFiniteLossGuard)), None)
+        if guard is None:
+            guard = NonFiniteLossGuard()
+            callbacks.insert(0, guard)
+        finished: list[keras.callbacks.History] = []  # the epochs a failed fit() completed before its failure
+        while True:
+            before = getattr(self, "history", None)
+            try:
+                history = super().fit(*args, callbacks=callbacks, **kwargs)
+                break
+            except NonFiniteLossError:
+                if guard.retries_left(guard.failed_epoch) < 0:
+                    raise
+                if getattr(self, "history", None) is not before:  # Keras sets it at each epoch's end
+                    finished.append(self.history)
+                print(
+                    f"non-finite loss at epoch {guard.failed_epoch + 1}, step {guard.failed_step}; "
+                    f"retrying epoch {guard.failed_epoch + 1} once from its start."
+                )
+                kwargs["initial_epoch"] = guard.failed_epoch
+        for earlier in reversed(finished):  # one History for the whole call, as a fit() without a retry returns
+            history.epoch[:0] = earlier.epoch
+            for key, values in earlier.history.items():
+                history.history[key] = values + history.history.get(key, [])
+        return history
+
     @property
     def metrics(self):
         return list(self.trackers.values())
@@ -103,6 +148,62 @@ class GAN(keras.Model):
         for name, value in result.items():
             self.trackers[name].update_state(value)
         return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+
+class NonFiniteLossGuard(keras.callbacks.Callback):
+    """Stop ``fit()`` at the first NaN or Inf loss, with the epoch's starting state put back.
+
+    Keras' ``TerminateOnNaN`` only asks ``fit`` to stop: the epoch still ends, and callbacks such as
+    ``ModelCheckpoint`` and ``BackupAndRestore`` then save the broken weights. This callback keeps a copy
+    of every variable (both networks, both optimizers, the noise and Dropout generators) in memory at
+    each epoch's start. At the end of a step whose running ``d_loss`` or ``g_loss`` is not finite it
+    copies them back and raises :class:`~gan_lib.training.NonFiniteLossError`, which ends ``fit`` at
+    once. :meth:`GAN.fit` adds one first in the callbacks and retries the epoch once.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed_epoch: int | None = None
+        self.failed_step: int | None = None
+        self._failures: dict[int, int] = {}
+        self._snapshot: list[np.ndarray] = []
+
+    def _state(self) -> list:
+        seen, state = set(), []
+        optimizers = [getattr(self.model, name, None) for name in ("d_optimizer", "g_optimizer", "optimizer")]
+        for variable in [*self.model.variables, *(v for o in optimizers if o is not None for v in o.variables)]:
+            if id(variable) not in seen:
+                seen.add(id(variable))
+                state.append(variable)
+        return state
+
+    def retries_left(self, epoch: int | None) -> int:
+        """1 before an epoch's first failure, 0 after it, -1 after its second."""
+        return 1 - self._failures.get(epoch, 0)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+        self._snapshot = [np.array(v.numpy(), copy=True) for v in self._state()]
+
+    def on_train_batch_end(self, batch, logs=None):
+        bad = {k: float(v) for k, v in (logs or {}).items() if k in ("d_loss", "g_loss") and not np.isfinite(v)}
+        if not bad:
+            return
+        for variable, value in zip(self._state(), self._snapshot):
+            variable.assign(value)
+        self.failed_epoch, self.failed_step = self.epoch, batch + 1
+        self._failures[self.epoch] = self._failures.get(self.epoch, 0) + 1
+        losses_text = ", ".join(f"{k} = {v}" for k, v in bad.items())
+        again = (
+            ", again after retrying the epoch from its start (so not a one-off fault)"
+            if self._failures[self.epoch] > 1
+            else ""
+        )
+        raise NonFiniteLossError(
+            f"non-finite loss at epoch {self.epoch + 1}, step {batch + 1}{again}: {losses_text}. Training "
+            "stopped; the networks and optimizers hold the state that epoch started from, and no callback saw "
+            "the broken step. Lower the learning rate, or check the data for NaNs."
+        )
 
 
 class ImageGridCallback(keras.callbacks.Callback):

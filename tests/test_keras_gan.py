@@ -9,7 +9,7 @@ from gan_lib.data import make_dataset
 from gan_lib.keras_gan import GAN, ImageGridCallback, MetricsCallback
 from gan_lib.models import build_discriminator, build_generator
 from gan_lib.specs import get_recipe, get_spec
-from gan_lib.training import GANTrainer
+from gan_lib.training import GANTrainer, NonFiniteLossError
 
 LATENT = 16
 
@@ -110,3 +110,62 @@ def test_backup_and_restore_resumes_a_killed_fit(tmp_path, mnist_sample):
     assert seen == [2, 3]  # epochs 0 and 1 were backed up before the crash
     for a, b in zip(crashed_state, restored):
         np.testing.assert_array_equal(a, b)
+
+
+def gan_with_fault(fault_at: int, persistent: bool = False) -> GAN:
+    """The small unconditional GAN with a :class:`tests.test_training.OneOffFault` after G."""
+    from tests.test_training import OneOffFault
+
+    g, d = small_models()
+    noise = keras.Input((LATENT,))
+    return compiled_gan(keras.Model(noise, OneOffFault(fault_at, persistent)(g(noise))), d)
+
+
+def fit_state(gan: GAN) -> list[np.ndarray]:
+    """Both networks, the noise state and both optimizers' variables."""
+    return [v.numpy() for v in gan.weights + gan.d_optimizer.variables + gan.g_optimizer.variables]
+
+
+def test_fit_retries_a_one_off_nan_from_the_epochs_start_and_ends_as_a_clean_run(mnist_sample, capsys):
+    data = make_dataset(mnist_sample.x_train[:192], None, 64, seed=0, epoch=1)  # 3 steps an epoch, same order each
+    clean = gan_with_fault(-1)
+    clean_history = clean.fit(data, epochs=3, verbose=0)
+    faulty = gan_with_fault(5)  # G's 5th training call: epoch 2, its second step
+    seen = []
+    history = faulty.fit(
+        data,
+        epochs=3,
+        verbose=0,
+        callbacks=[keras.callbacks.LambdaCallback(on_epoch_begin=lambda e, _: seen.append(e))],
+    )
+    assert "non-finite loss at epoch 2, step 2; retrying epoch 2 once from its start." in capsys.readouterr().out
+    assert seen == [0, 1, 1, 2]  # epoch 2 (index 1) began twice
+    assert history.epoch == [0, 1, 2]  # one History for the whole call
+    for key in ("d_loss", "g_loss"):
+        np.testing.assert_array_equal(history.history[key], clean_history.history[key])
+    for want, got in zip(fit_state(clean), fit_state(faulty)):
+        np.testing.assert_array_equal(got, want)  # the replay is exact
+
+
+def test_fit_stops_on_a_nan_that_comes_back_with_the_epochs_start_state_in_place(tmp_path, mnist_sample):
+    data = make_dataset(mnist_sample.x_train[:192], None, 64, seed=0, epoch=1)
+    gan = gan_with_fault(5, persistent=True)
+    after_epoch_1 = []
+    checkpoint = tmp_path / "gan.weights.h5"
+    callbacks = [
+        keras.callbacks.LambdaCallback(
+            on_epoch_end=lambda e, _: after_epoch_1.extend(fit_state(gan)) if e == 0 else None
+        ),
+        keras.callbacks.ModelCheckpoint(str(checkpoint), save_weights_only=True),
+    ]
+    again = (
+        r"at epoch 2, step 1, again after retrying the epoch from its start \(so not a one-off fault\): d_loss = nan"
+    )
+    with pytest.raises(NonFiniteLossError, match=again):
+        gan.fit(data, epochs=3, verbose=0, callbacks=callbacks)
+    for want, got in zip(after_epoch_1, fit_state(gan)):
+        np.testing.assert_array_equal(got, want)  # the state epoch 2 started from, not NaN
+    saved = gan_with_fault(-1)  # the same structure, other weights until loaded
+    saved.load_weights(checkpoint)  # the last checkpoint is epoch 1's: no broken weights were saved
+    for want, got in zip(after_epoch_1, [w.numpy() for w in saved.weights]):
+        np.testing.assert_array_equal(got, want)

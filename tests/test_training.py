@@ -181,22 +181,25 @@ _FAULT_CALLS: dict[int, tf.Variable] = {}
 
 @keras.saving.register_keras_serializable(package="gan_kit_tests")
 class OneOffFault(keras.layers.Layer):
-    """Identity, except that its ``fault_at``-th call in training returns NaN: a fault that does not come back."""
+    """Identity, except that its ``fault_at``-th call in training returns NaN: a fault that does not come back.
 
-    def __init__(self, fault_at: int = -1, **kwargs):
+    ``persistent=True``: every call from the ``fault_at``-th on returns NaN, a fault that a retry meets again.
+    """
+
+    def __init__(self, fault_at: int = -1, persistent: bool = False, **kwargs):
         super().__init__(**kwargs)
-        self.fault_at = fault_at
+        self.fault_at, self.persistent = fault_at, persistent
         _FAULT_CALLS[id(self)] = tf.Variable(0, trainable=False)
 
     def call(self, x, training=False):
         if not training:
             return x
-        calls = _FAULT_CALLS[id(self)]
-        hit = tf.equal(calls.assign_add(1), self.fault_at)
+        calls = _FAULT_CALLS[id(self)].assign_add(1)
+        hit = tf.logical_and(calls >= self.fault_at, self.fault_at > 0) if self.persistent else calls == self.fault_at
         return tf.where(hit, tf.constant(float("nan"), x.dtype), x)
 
     def get_config(self):
-        return {**super().get_config(), "fault_at": self.fault_at}
+        return {**super().get_config(), "fault_at": self.fault_at, "persistent": self.persistent}
 
 
 def trainer_with_fault(fault_at: int) -> GANTrainer:
