@@ -28,7 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from gan_lib import hardware
+from gan_lib import fastpath, hardware
 from gan_lib.specs import ModelSpec, get_spec
 from gan_lib.training import STEPS_PER_CALL
 
@@ -108,7 +108,6 @@ def trainer_with_fast_parts(
     is shared (:mod:`gan_lib.shared_backward`, where it applies). For timing the fast path's parts against each other
     (``scripts/step_profile.py --trials``, ``scripts/fast_path_ab.py``); compile it by calling it.
     """
-    from gan_lib import fastpath
     from gan_lib.runs import build_trainer
 
     keras.utils.set_random_seed(0)
@@ -230,6 +229,12 @@ def run_bench(
     asked = precision
     precision = hardware.resolve_precision(precision)
     bf16_speedup = hardware.measured_bf16_speedup() if hardware.cpu_isa() != "none" else None
+    on_cpu_bf16 = precision == "bf16" and not hardware.gpu_names()
+    filter_gradient_speedup = (
+        hardware.cached_measurement("filter_gradient_speedup", fastpath.probe_filter_gradient_speedup)
+        if on_cpu_bf16 and fast_ops
+        else None
+    )
     batch_size = batch_size or spec.batch_size
     keras.utils.set_random_seed(0)
     trainer = build_trainer(spec, recipe=spec.recipe, precision=precision, seed=0, fast_ops=fast_ops)
@@ -285,6 +290,7 @@ def run_bench(
         "precision": precision,
         "precision_asked": asked,
         "bf16_probe_speedup": bf16_speedup,
+        "filter_gradient_probe_speedup": filter_gradient_speedup,
         "batch_size": batch_size,
         "steps_per_call": per_call,
         "images_per_second": batch_size / ours_s,
@@ -339,6 +345,12 @@ def format_report(r: dict[str, Any]) -> str:
         + (
             f"; bf16 probe: {r['bf16_probe_speedup']:.2f}x fp32's speed on one convolution"
             if r.get("bf16_probe_speedup")
+            else ""
+        )
+        + (
+            f"; fast weight gradients: {r['filter_gradient_probe_speedup']:.2f}x TensorFlow's speed"
+            + ("" if r["filter_gradient_probe_speedup"] >= fastpath.FILTER_GRADIENT_MIN_SPEEDUP else ", so not used")
+            if r.get("filter_gradient_probe_speedup")
             else ""
         ),
         f"our step:      {r['images_per_second']:8.1f} images/s   (ms/step per repeat: {r['ours_ms_per_step']}; "

@@ -62,7 +62,8 @@ can be computed with the kernels that *are* fast:
 
 Both give TensorFlow's gradient to float rounding (``tests/test_fastpath.py``
 checks this in float32). In fp32 TensorFlow's own kernel is the faster one,
-so the trainer uses this only for bf16 on a CPU.
+so the trainer uses this only for bf16 on a CPU, and only where a probe on first use
+(:func:`probe_filter_gradient_speedup`, cached per machine) finds it faster than TensorFlow's bf16 kernel.
 
 **The bias gradient apart** (:func:`conv2d_with_bias`), for a biased
 convolution with few input channels (a discriminator's first layer), which
@@ -539,9 +540,10 @@ def prepare_for_training(generator: keras.Model, discriminator: keras.Model) -> 
     """Switch a GAN's two networks to the fast path the trainers use (:func:`use_fast_ops`).
 
     Fused BatchNorm, the cheaper Dropout masks and LeakyReLU's gradient from its output always; the fast
-    weight gradients only when the networks compute in bfloat16 and no GPU is visible, the sub-pixel
-    transposed convolutions (``few_channels``) with no GPU, and the bias gradient apart only in float32
-    with no GPU: where each measured faster (README, "Speed"). The switches: :func:`default_parts`.
+    weight gradients only when the networks compute in bfloat16, no GPU is visible and this CPU's probe finds
+    them faster (:func:`fast_filter_gradients_pay`); the sub-pixel transposed convolutions (``few_channels``)
+    with no GPU, and the bias gradient apart only in float32 with no GPU: where each measured faster (README,
+    "Speed"). The switches: :func:`default_parts`.
     """
     parts = default_parts(generator.dtype_policy.compute_dtype, on_cpu=not tf.config.list_logical_devices("GPU"))
     for model in (generator, discriminator):
@@ -549,15 +551,73 @@ def prepare_for_training(generator: keras.Model, discriminator: keras.Model) -> 
 
 
 def default_parts(compute_dtype: str, on_cpu: bool) -> dict[str, bool]:
-    """The :func:`use_fast_ops` switches the trainers use for networks computing in ``compute_dtype``."""
+    """The :func:`use_fast_ops` switches the trainers use for networks computing in ``compute_dtype``.
+
+    The fast weight gradients only where :func:`fast_filter_gradients_pay` on this CPU (measured once, cached).
+    """
     return {
-        "filter_gradients": on_cpu and compute_dtype == "bfloat16",
+        "filter_gradients": on_cpu and compute_dtype == "bfloat16" and fast_filter_gradients_pay(),
         "few_channels": on_cpu,
         "batchnorm": True,
         "dropout": True,
         "leaky_relu": True,
         "bias_gradient": on_cpu and compute_dtype == "float32",
     }
+
+
+# The fast weight gradients stay on where they take at most 1/1.05 of TensorFlow's time (the probe's noise is a
+# few percent). AMD EPYC Zen 5, bf16: 1.2-1.3x in the layers below (README, "Speed").
+FILTER_GRADIENT_MIN_SPEEDUP = 1.05
+# The probe's layers, at batch 64: (input, output-gradient channels, kernel, stride) of MNIST's second D layer
+# (14×14, 64 -> 128, stride 2), its generator's 7×7 layer (128 -> 256, stride 1), and the tutorial's and
+# the cGAN's 5×5 second D layer.
+_PROBE_LAYERS = (((14, 14, 64), 128, 4, 2), ((7, 7, 128), 256, 4, 1), ((14, 14, 64), 128, 5, 2))
+
+
+def probe_filter_gradient_speedup(batch_size: int = 64, repeats: int = 4) -> float:
+    """TensorFlow's bf16 weight-gradient time over :func:`filter_gradient`'s, summed over three typical layers.
+
+    > 1: the fast path is faster. On AVX512-BF16 without AMX oneDNN runs bf16 weight gradients on an old kernel,
+    and the fast path's matrix products win; on CPUs whose oneDNN has fast bf16 weight-gradient kernels (AMX)
+    they may not. The two are timed in turn, ``repeats`` times, and the medians compared.
+    """
+    import statistics
+    import time
+
+    rng = np.random.default_rng(0)
+    cases = []
+    for shape, co, k, stride in _PROBE_LAYERS:
+        out = (-(-shape[0] // stride), -(-shape[1] // stride), co)
+        x = tf.constant(rng.standard_normal((batch_size, *shape)), tf.bfloat16)
+        dy = tf.constant(rng.standard_normal((batch_size, *out)), tf.bfloat16)
+        cases.append((x, dy, (k, k), stride))
+    ways = {
+        "tensorflow": tf.function(lambda: [tensorflow_filter_gradient(*case) for case in cases]),
+        "fast": tf.function(lambda: [filter_gradient(*case) for case in cases]),
+    }
+    times: dict[str, list[float]] = {name: [] for name in ways}
+    for fn in ways.values():
+        [g.numpy() for g in fn()]  # trace and warm up
+    for _ in range(repeats):
+        for name, fn in ways.items():
+            start = time.perf_counter()
+            for _ in range(3):
+                grads = fn()
+            [g.numpy() for g in grads]
+            times[name].append(time.perf_counter() - start)
+    return statistics.median(times["tensorflow"]) / statistics.median(times["fast"])
+
+
+def fast_filter_gradients_pay() -> bool:
+    """Whether :func:`filter_gradient` beats TensorFlow's bf16 kernel on this CPU by :data:`FILTER_GRADIENT_MIN_SPEEDUP`.
+
+    Measured once per machine with :func:`probe_filter_gradient_speedup` (a second or two) and then read from the
+    precision probe's cache (:func:`gan_lib.hardware.cached_measurement`).
+    """
+    from gan_lib import hardware
+
+    speedup = hardware.cached_measurement("filter_gradient_speedup", probe_filter_gradient_speedup)
+    return speedup >= FILTER_GRADIENT_MIN_SPEEDUP
 
 
 def _fusable_adam(optimizer: keras.optimizers.Optimizer, variables) -> bool:

@@ -23,6 +23,7 @@ import json
 import os
 import platform
 import time
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
@@ -202,24 +203,34 @@ def probe_bf16_speedup(batch_size: int = 64, repeats: int = 4) -> float:
 
 def measured_bf16_speedup() -> float:
     """:func:`probe_bf16_speedup` for this machine, measured once and then read from the cache."""
+    return cached_measurement("bf16_speedup", probe_bf16_speedup)
+
+
+def cached_measurement(name: str, probe: Callable[[], float]) -> float:
+    """``probe()`` for this machine (CPU, flags, TensorFlow, oneDNN cap), measured once and then read from the cache.
+
+    The cache is ``precision.json`` in ``$GAN_LIB_CACHE_DIR`` or ``~/.cache/gan-kit``, one entry per machine
+    holding each measurement by ``name``. A read-only home measures again next time rather than fail.
+    """
     path, key = _cache_file(), _machine_key()
     try:
         cached = json.loads(path.read_text())
     except (OSError, ValueError):
         cached = {}
-    if isinstance(cached, dict) and isinstance(cached.get(key), dict) and "bf16_speedup" in cached[key]:
-        return float(cached[key]["bf16_speedup"])
-    speedup = probe_bf16_speedup()
     cached = cached if isinstance(cached, dict) else {}
-    cached[key] = {"bf16_speedup": round(speedup, 3), "measured": time.strftime("%Y-%m-%d %H:%M:%S")}
+    entry = cached.get(key) if isinstance(cached.get(key), dict) else {}
+    if isinstance(entry.get(name), (int, float)):
+        return float(entry[name])
+    value = probe()
+    cached[key] = {**entry, name: round(value, 3), "measured": time.strftime("%Y-%m-%d %H:%M:%S")}
     try:
         from gan_lib.io import atomic_write_json
 
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(path, cached)
-    except OSError:  # a read-only home: measure again next time rather than fail
+    except OSError:
         pass
-    return speedup
+    return value
 
 
 def dtype_policy(precision: str) -> str | None:

@@ -99,6 +99,28 @@ def test_bf16_probe_measures_and_caches_per_machine(monkeypatch, tmp_path):
     assert hardware.measured_bf16_speedup() == 123.0
 
 
+def test_filter_gradient_probe_measures_caches_and_decides_the_default_parts(monkeypatch, tmp_path):
+    from gan_lib import fastpath
+
+    monkeypatch.setenv(hardware.CACHE_ENV, str(tmp_path))
+    speedup = hardware.cached_measurement("filter_gradient_speedup", fastpath.probe_filter_gradient_speedup)
+    assert np.isfinite(speedup) and 0.05 < speedup < 20  # a real measurement on this CPU
+    path = tmp_path / "precision.json"
+    cache = json.loads(path.read_text())
+    assert cache[hardware._machine_key()]["filter_gradient_speedup"] == pytest.approx(speedup, abs=1e-3)
+    for cached, expected in ((0.8, False), (1.3, True)):  # what the probe said decides, read from the cache
+        cache[hardware._machine_key()]["filter_gradient_speedup"] = cached
+        path.write_text(json.dumps(cache))
+        assert fastpath.default_parts("bfloat16", on_cpu=True)["filter_gradients"] is expected
+    cache[hardware._machine_key()]["bf16_speedup"] = 2.5  # one machine's entry holds both probes
+    path.write_text(json.dumps(cache))
+    assert hardware.measured_bf16_speedup() == 2.5 and fastpath.fast_filter_gradients_pay()
+    path.unlink()  # fp32, or a GPU: no fast weight gradients, and no probe
+    assert not fastpath.default_parts("float32", on_cpu=True)["filter_gradients"]
+    assert not fastpath.default_parts("bfloat16", on_cpu=False)["filter_gradients"]
+    assert not path.exists()
+
+
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_reduced_precision_models_train_and_return_float32(precision, mnist_sample):
     keras.utils.set_random_seed(0)
