@@ -230,11 +230,7 @@ def run_bench(
     precision = hardware.resolve_precision(precision)
     bf16_speedup = hardware.measured_bf16_speedup() if hardware.cpu_isa() != "none" else None
     on_cpu_bf16 = precision == "bf16" and not hardware.gpu_names()
-    filter_gradient_speedup = (
-        hardware.cached_measurement("filter_gradient_speedup", fastpath.probe_filter_gradient_speedup)
-        if on_cpu_bf16 and fast_ops
-        else None
-    )
+    filter_gradient_speedup = fastpath.measured_filter_gradient_speedup() if on_cpu_bf16 and fast_ops else None
     batch_size = batch_size or spec.batch_size
     keras.utils.set_random_seed(0)
     trainer = build_trainer(spec, recipe=spec.recipe, precision=precision, seed=0, fast_ops=fast_ops)

@@ -608,16 +608,17 @@ def probe_filter_gradient_speedup(batch_size: int = 64, repeats: int = 4) -> flo
     return statistics.median(times["tensorflow"]) / statistics.median(times["fast"])
 
 
-def fast_filter_gradients_pay() -> bool:
-    """Whether :func:`filter_gradient` beats TensorFlow's bf16 kernel on this CPU by :data:`FILTER_GRADIENT_MIN_SPEEDUP`.
-
-    Measured once per machine with :func:`probe_filter_gradient_speedup` (a second or two) and then read from the
-    precision probe's cache (:func:`gan_lib.hardware.cached_measurement`).
-    """
+def measured_filter_gradient_speedup() -> float:
+    """:func:`probe_filter_gradient_speedup` for this machine: measured once (a second or two), then read from
+    the precision probe's cache (:func:`gan_lib.hardware.cached_measurement`)."""
     from gan_lib import hardware
 
-    speedup = hardware.cached_measurement("filter_gradient_speedup", probe_filter_gradient_speedup)
-    return speedup >= FILTER_GRADIENT_MIN_SPEEDUP
+    return hardware.cached_measurement("filter_gradient_speedup", probe_filter_gradient_speedup)
+
+
+def fast_filter_gradients_pay() -> bool:
+    """Whether :func:`filter_gradient` beats TensorFlow's bf16 kernel on this CPU by :data:`FILTER_GRADIENT_MIN_SPEEDUP`."""
+    return measured_filter_gradient_speedup() >= FILTER_GRADIENT_MIN_SPEEDUP
 
 
 def _fusable_adam(optimizer: keras.optimizers.Optimizer, variables) -> bool:

@@ -109,16 +109,16 @@ class GAN(keras.Model):
             try:
                 history = super().fit(*args, callbacks=callbacks, **kwargs)
                 break
-            except NonFiniteLossError:
-                if guard.retries_left(guard.failed_epoch) < 0:
+            except NonFiniteLossError as error:
+                if error.retried:
                     raise
                 if getattr(self, "history", None) is not before:  # Keras sets it at each epoch's end
                     finished.append(self.history)
                 print(
-                    f"non-finite loss at epoch {guard.failed_epoch + 1}, step {guard.failed_step}; "
-                    f"retrying epoch {guard.failed_epoch + 1} once from its start."
+                    f"non-finite loss at epoch {error.epoch}, step {error.step}; "
+                    f"retrying epoch {error.epoch} once from its start."
                 )
-                kwargs["initial_epoch"] = guard.failed_epoch
+                kwargs["initial_epoch"] = error.epoch - 1  # fit() counts epochs from 0
         for earlier in reversed(finished):  # one History for the whole call, as a fit() without a retry returns
             history.epoch[:0] = earlier.epoch
             for key, values in earlier.history.items():
@@ -163,9 +163,7 @@ class NonFiniteLossGuard(keras.callbacks.Callback):
 
     def __init__(self) -> None:
         super().__init__()
-        self.failed_epoch: int | None = None
-        self.failed_step: int | None = None
-        self._failures: dict[int, int] = {}
+        self._failed_epochs: set[int] = set()
         self._snapshot: list[np.ndarray] = []
 
     def _state(self) -> list:
@@ -177,10 +175,6 @@ class NonFiniteLossGuard(keras.callbacks.Callback):
                 state.append(variable)
         return state
 
-    def retries_left(self, epoch: int | None) -> int:
-        """1 before an epoch's first failure, 0 after it, -1 after its second."""
-        return 1 - self._failures.get(epoch, 0)
-
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
         self._snapshot = [np.array(v.numpy(), copy=True) for v in self._state()]
@@ -191,18 +185,17 @@ class NonFiniteLossGuard(keras.callbacks.Callback):
             return
         for variable, value in zip(self._state(), self._snapshot):
             variable.assign(value)
-        self.failed_epoch, self.failed_step = self.epoch, batch + 1
-        self._failures[self.epoch] = self._failures.get(self.epoch, 0) + 1
+        retried = self.epoch in self._failed_epochs
+        self._failed_epochs.add(self.epoch)
         losses_text = ", ".join(f"{k} = {v}" for k, v in bad.items())
-        again = (
-            ", again after retrying the epoch from its start (so not a one-off fault)"
-            if self._failures[self.epoch] > 1
-            else ""
-        )
+        again = ", again after retrying the epoch from its start (so not a one-off fault)" if retried else ""
         raise NonFiniteLossError(
             f"non-finite loss at epoch {self.epoch + 1}, step {batch + 1}{again}: {losses_text}. Training "
             "stopped; the networks and optimizers hold the state that epoch started from, and no callback saw "
-            "the broken step. Lower the learning rate, or check the data for NaNs."
+            "the broken step. Lower the learning rate, or check the data for NaNs.",
+            epoch=self.epoch + 1,
+            step=batch + 1,
+            retried=retried,
         )
 
 

@@ -90,7 +90,14 @@ class StopTraining(Exception):
 
 
 class NonFiniteLossError(FloatingPointError):
-    """A loss became NaN or Inf; training stopped and the last good checkpoint is kept."""
+    """A loss became NaN or Inf; training stopped and the last good checkpoint is kept.
+
+    ``epoch`` and ``step`` (1-based) say where; ``retried``: it happened again in an epoch already retried once.
+    """
+
+    def __init__(self, message: str, *, epoch: int, step: int, retried: bool = False) -> None:
+        super().__init__(message)
+        self.epoch, self.step, self.retried = epoch, step, retried
 
 
 def gan_train_step(
@@ -594,7 +601,10 @@ def _check_finite(values: dict[str, float], epoch: int, step: int, retried: bool
         again = " again, after retrying the epoch from its start (so not a one-off fault)" if retried else ""
         raise NonFiniteLossError(
             f"non-finite loss at epoch {epoch}, step {step}{again}: {bad}. Training stopped; the last good "
-            "checkpoint is kept. Lower the learning rate, or check the data for NaNs."
+            "checkpoint is kept. Lower the learning rate, or check the data for NaNs.",
+            epoch=epoch,
+            step=step,
+            retried=retried,
         )
 
 
@@ -699,7 +709,10 @@ def train(
                     raise
                 # A one-off fault (the same run, repeated, went through) is replayed exactly from the epoch's
                 # start, data order and random draws included; a real divergence fails again at the same place.
-                print(f"{error.args[0].split(':')[0]}; retrying epoch {epoch} once from its start.", flush=True)
+                print(
+                    f"non-finite loss at epoch {epoch}, step {error.step}; retrying epoch {epoch} once from its start.",
+                    flush=True,
+                )
                 trainer.checkpoint.read(snapshot).assert_consumed()
                 trainer.invalidate_sampler()
                 sums = _train_epoch(trainer, images, labels, batch_size, per_call, order, verbose, retried=True)
