@@ -3,7 +3,7 @@
 Inception-based FID needs downloaded weights and its features suit 299×299
 photos, not 28×28 digits. Like TF-GAN's MNIST score and MNIST Fréchet
 distance, the kit instead uses a small CNN classifier trained on each
-dataset's real training split (``assets/classifiers/<dataset>.keras``):
+dataset's real training split (``gan_lib/assets/classifiers/<dataset>.keras``):
 
 - **FCD**, the Fréchet Classifier Distance: the Fréchet distance between
   Gaussians fitted to the classifier's penultimate-layer features (128-d) of
@@ -39,7 +39,7 @@ import numpy as np
 from gan_lib.data import to_uint8
 
 CLASSIFIER_DIR = Path(
-    os.environ.get("GAN_LIB_CLASSIFIER_DIR", Path(__file__).resolve().parent.parent / "assets" / "classifiers")
+    os.environ.get("GAN_LIB_CLASSIFIER_DIR", Path(__file__).resolve().parent / "assets" / "classifiers")
 )
 FEATURE_LAYER = "features"
 EVAL_N = 10_000

@@ -33,7 +33,7 @@ from gan_lib.io import atomic_write_json
 from gan_lib.specs import ModelSpec, get_recipe, get_spec
 
 REFERENCE_DIR = Path(
-    os.environ.get("GAN_LIB_REFERENCE_DIR", Path(__file__).resolve().parent.parent / "assets" / "reference")
+    os.environ.get("GAN_LIB_REFERENCE_DIR", Path(__file__).resolve().parent / "assets" / "reference")
 )
 SMOKE_ENV = "GAN_LIB_SMOKE"
 SMOKE_LIMIT = 512
@@ -53,7 +53,7 @@ def default_run_dir(name: str, base: str | os.PathLike = "runs") -> Path:
 
 
 def reference_run(name: str) -> Path | None:
-    """The kit's reference run folder of model ``name`` (``assets/reference/<name>/``), or None.
+    """The kit's reference run folder of model ``name`` (``gan_lib/assets/reference/<name>/``), or None.
 
     None when this copy of the kit ships no reference for the model (a pip
     install without the repository's ``assets/``, or a run not yet published).

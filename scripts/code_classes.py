@@ -1,6 +1,6 @@
 """Where a generator's classifier score is lost, and what its categorical code learned.
 
-    python scripts/code_classes.py assets/reference/mnist [OTHER_RUN_OR_GENERATOR ...] [--grid code_grid.png]
+    python scripts/code_classes.py gan_lib/assets/reference/mnist [OTHER_RUN_OR_GENERATOR ...] [--grid code_grid.png]
 
 For each generator (a run folder, or a ``.keras`` file) it draws N samples in inference mode, as the
 metrics do, and splits the log of the classifier score into its two parts: the entropy of the mean

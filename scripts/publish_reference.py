@@ -1,4 +1,4 @@
-"""Copy a finished run into ``assets/reference/<name>/``: the picture students compare with, and its numbers.
+"""Copy a finished run into ``gan_lib/assets/reference/<name>/``: the picture students compare with, and its numbers.
 
     python scripts/publish_reference.py runs/ref-mnist mnist
 
@@ -136,7 +136,7 @@ def publish(run_dir: Path, name: str, dest: Path = REFERENCE_DIR, compact: bool 
     report.update(
         {
             "command": reproduce_command(config, history),
-            "evaluate_command": f"gan-lib evaluate assets/reference/{name}",
+            "evaluate_command": f"gan-lib evaluate gan_lib/assets/reference/{name}",
             "epochs": last,
             "train_seconds": round(seconds, 1),
             "train_time": f"{seconds / 3600:.2f} h",
@@ -152,7 +152,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("name", choices=["mnist", "cifar10", "fashion-cgan"])
-    parser.add_argument("--dest", type=Path, default=REFERENCE_DIR, help="default: assets/reference/")
+    parser.add_argument("--dest", type=Path, default=REFERENCE_DIR, help="default: gan_lib/assets/reference/")
     parser.add_argument(
         "--compact", action="store_true", help="round the generator's weights to bfloat16 precision and deflate it"
     )

@@ -5,7 +5,7 @@
 Each classifier trains on the dataset's training split minus its last 10,000
 images, which are held out for the "real-data floor": the metrics of those
 10,000 real images against the test set. It writes
-``assets/classifiers/<dataset>.keras`` (weights and architecture) and
+``gan_lib/assets/classifiers/<dataset>.keras`` (weights and architecture) and
 ``<dataset>.json`` (test accuracy, the floor, the command, time and machine).
 """
 

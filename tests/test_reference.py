@@ -1,4 +1,4 @@
-"""The reference runs shipped in assets/reference/: lean, loadable, and reproducing their own figures."""
+"""The reference runs shipped in gan_lib/assets/reference/: lean, loadable, and reproducing their own figures."""
 
 import json
 

@@ -77,7 +77,7 @@ def test_plot_history_draws_the_reference_only_up_to_this_runs_epoch():
 def test_compare_with_reference_overlays_the_shipped_run(capsys):
     from gan_lib.runs import reference_run
 
-    folder = reference_run("cifar10")  # shipped in assets/reference/cifar10
+    folder = reference_run("cifar10")  # shipped in gan_lib/assets/reference/cifar10
     assert folder is not None and (folder / "progress.gif").exists()
     fig = viz.compare_with_reference(_history([1, 2]), "cifar10")
     out = capsys.readouterr().out
