@@ -26,7 +26,7 @@ _EXPORTS = {
     "build_discriminator": "gan_lib.models",
     "build_generator": "gan_lib.models",
     "default_run_dir": "gan_lib.runs",
-    "smoke_mode": "gan_lib.runs",
+    "smoke_mode": "gan_lib.smoke",
     "train_model": "gan_lib.runs",
     "GANTrainer": "gan_lib.training",
     "gan_train_step": "gan_lib.training",

@@ -48,8 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--precision", choices=PRECISIONS, default="auto",
                        help="auto: bf16 where a one-off probe finds it faster on this CPU, and on recent GPUs; else fp32")  # fmt: skip
     train.add_argument("--no-fast-ops", action="store_true",
-                       help="train on Keras' own BatchNorm, Adam update, conv gradients and Dropout masks, not gan_lib.fastpath's, "
-                       "with D's backward pass on the fakes run twice (no gan_lib.shared_backward)")  # fmt: skip
+                       help="train on Keras' own BatchNorm, Adam update, conv gradients and Dropout masks, not gan_lib.training.fast's, "
+                       "with D's backward pass on the fakes run twice")  # fmt: skip
     train.add_argument("--metrics-every", type=int, default=5, help="epochs between quality metrics (0: never)")
     train.add_argument("--tensorboard", action="store_true", help="also log to RUN_DIR/tensorboard")
     train.add_argument(
@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--no-fast-ops",
         action="store_true",
-        help="time our step on Keras' own ops (gan_lib.fastpath and gan_lib.shared_backward off)",
+        help="time our step on Keras' own ops (gan_lib.training.fast off)",
     )
     bench.add_argument("--batch-size", type=_positive_int, default=None)
     bench.add_argument("--steps", type=_positive_int, default=10, help="steps per timed repeat")
@@ -132,7 +132,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from gan_lib.bench import format_report, run_bench
+    from gan_lib.lab.bench import format_report, run_bench
 
     if args.to_quality:
         return cmd_time_to_quality(args)
@@ -153,8 +153,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_time_to_quality(args: argparse.Namespace) -> int:
     import tempfile
 
-    from gan_lib import time_to_quality as ttq
     from gan_lib.io import atomic_write_json
+    from gan_lib.lab import time_to_quality as ttq
 
     result = ttq.time_to_quality(
         args.model, baseline=args.baseline, max_epochs=args.max_epochs, data_dir=args.data_dir,

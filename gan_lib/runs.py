@@ -25,24 +25,21 @@ from typing import Any
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from gan_lib import data as data_lib
-from gan_lib import hardware, metrics
+from gan_lib import distribute, hardware, metrics
 from gan_lib.checks import InputError
 from gan_lib.io import atomic_write_json
+from gan_lib.run_folder import REFERENCE_DIR as REFERENCE_DIR  # re-exported: notebooks and scripts read it here
+from gan_lib.run_folder import load_history as load_history  # re-exported
+from gan_lib.run_folder import load_run_config
+from gan_lib.run_folder import reference_run as reference_run  # re-exported
+from gan_lib.sampling import generate_images
+from gan_lib.smoke import SMOKE_BATCH, SMOKE_LIMIT, smoke_mode
+from gan_lib.smoke import SMOKE_ENV as SMOKE_ENV  # re-exported
 from gan_lib.specs import ModelSpec, get_recipe, get_spec
-
-REFERENCE_DIR = Path(
-    os.environ.get("GAN_LIB_REFERENCE_DIR", Path(__file__).resolve().parent / "assets" / "reference")
-)
-SMOKE_ENV = "GAN_LIB_SMOKE"
-SMOKE_LIMIT = 512
-SMOKE_BATCH = 64
-
-
-def smoke_mode() -> bool:
-    """True when ``GAN_LIB_SMOKE=1``: notebooks and commands shrink to a seconds-long run."""
-    return os.environ.get(SMOKE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+from gan_lib.training import GANTrainer, restore_latest, train
 
 
 def default_run_dir(name: str, base: str | os.PathLike = "runs") -> Path:
@@ -50,19 +47,6 @@ def default_run_dir(name: str, base: str | os.PathLike = "runs") -> Path:
     if smoke_mode():
         return Path(tempfile.mkdtemp(prefix=f"gan-lib-smoke-{name}-"))
     return Path(base) / name
-
-
-def reference_run(name: str) -> Path | None:
-    """The kit's reference run folder of model ``name`` (``gan_lib/assets/reference/<name>/``), or None.
-
-    None when this copy of the kit ships no reference for the model (a pip
-    install without the repository's ``assets/``, or a run not yet published).
-    A reference is a lean run folder: ``progress.gif``, ``history.json`` with
-    metrics every epoch, ``generator.keras`` and ``metrics.json``.
-    """
-    get_spec(name)  # an unknown model name is an error, not "no reference"
-    folder = REFERENCE_DIR / name
-    return folder if (folder / "history.json").exists() else None
 
 
 def load_training_data(
@@ -135,9 +119,6 @@ def build_trainer(spec: ModelSpec, *, recipe: str, precision: str, seed: int, st
     Under a ``tf.distribute`` strategy the networks are built in its scope,
     with synchronised BatchNorm (see :mod:`gan_lib.distribute`).
     """
-    from gan_lib import distribute
-    from gan_lib.training import GANTrainer
-
     with distribute.strategy_scope(strategy):
         sync = strategy is not None
         generator = spec.build_generator(precision=precision, synchronized_batchnorm=sync, recipe=recipe)
@@ -182,9 +163,6 @@ def train_model(
     ``TF_CONFIG``); ``batch_size`` is then the global batch. See :mod:`gan_lib.distribute`.
     ``fast_ops``: :mod:`gan_lib.fastpath` on (the default) or off; recorded in ``config.json``.
     """
-    from gan_lib import distribute
-    from gan_lib.training import train
-
     dist = distribute.make_strategy(strategy)  # first: a multi-worker strategy must exist before other TF work
     spec = get_spec(name).with_nets(nets)  # an unknown name fails before any work
     run_dir = Path(out) if out is not None else default_run_dir(name)
@@ -239,22 +217,6 @@ def train_model(
     return trainer, history, run_dir
 
 
-def load_run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
-    path = Path(run_dir) / "config.json"
-    if not path.exists():
-        raise InputError(f"{run_dir} is not a run folder: it has no config.json. Train one with `gan-lib train`.")
-    try:
-        config = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise InputError(
-            f"{path} is not valid JSON ({error}). The kit writes it whole or not at all, so it was changed by hand "
-            "or by another program: restore it from a backup, or use another --out folder."
-        ) from None
-    if not isinstance(config, dict):
-        raise InputError(f"{path} holds a JSON {type(config).__name__}, not an object: it is not a run's config.")
-    return config
-
-
 def load_generator(run_dir: str | os.PathLike) -> keras.Model:
     """The run's latest sampling generator, loaded in Keras' safe mode (no arbitrary code)."""
     path = Path(run_dir) / "generator.keras"
@@ -272,8 +234,6 @@ def sample_run(run_dir: str | os.PathLike, n: int, seed: int = 0, batch_size: in
     Returns ``(x, labels)``: x float32 (n, H, W, C) in [-1, 1]; labels (n,)
     int cycling 0-9 for a cGAN, else None.
     """
-    from gan_lib.training import generate_images
-
     if n < 1:
         raise InputError(f"--n must be at least 1; got {n}.")
     config = load_run_config(run_dir)
@@ -295,10 +255,6 @@ def restore_trainer(run_dir: str | os.PathLike):
     holds the training generator, the EMA copy if the recipe keeps one, D and
     the optimisers, as they were at that checkpoint.
     """
-    import tensorflow as tf
-
-    from gan_lib.training import restore_latest
-
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
     spec = get_spec(config["model"]).with_nets(run_nets(config))

@@ -26,7 +26,7 @@ import sys
 
 CHILD = r"""
 import sys, tensorflow as tf
-from gan_lib import bench
+from gan_lib.lab import bench
 from gan_lib.specs import get_spec
 model, precision, calls = sys.argv[1], sys.argv[2], int(sys.argv[3])
 spec = get_spec(model)

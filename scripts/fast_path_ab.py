@@ -18,9 +18,11 @@ import statistics
 import numpy as np
 import tensorflow as tf
 
-from gan_lib import bench, fastpath, hardware
+from gan_lib import hardware
+from gan_lib.lab import bench
 from gan_lib.specs import get_spec
 from gan_lib.training import STEPS_PER_CALL
+from gan_lib.training.fast import kernels as fastpath
 
 # Parts of the step itself rather than of its layers: bench.trainer_with_fast_parts's switches.
 STEP_PARTS = ("fused_adam", "shared_backward")

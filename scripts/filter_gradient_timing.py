@@ -19,7 +19,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from gan_lib import fastpath
+from gan_lib.training.fast import kernels as fastpath
 
 # name: (input shape, output-gradient shape, kernel, stride)
 SHAPES = {

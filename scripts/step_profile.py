@@ -30,10 +30,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from gan_lib import bench, fastpath, hardware
+from gan_lib import hardware
+from gan_lib.lab import bench
 from gan_lib.runs import build_trainer
 from gan_lib.specs import get_spec
 from gan_lib.training import STEPS_PER_CALL
+from gan_lib.training.fast import kernels as fastpath
 
 
 def op_breakdown(trainer, batch, steps: int = 5) -> tuple[float, dict[str, float]]:

@@ -19,7 +19,8 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from gan_lib import bench, hardware, runs, specs
+from gan_lib import hardware, runs, specs
+from gan_lib.lab import bench
 
 G, D = specs.PAPER_NETS["generator_kwargs"], specs.PAPER_NETS["discriminator_kwargs"]
 LARGE = specs.LARGE_NETS["mnist"]

@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from gan_lib import fastpath, losses, shared_backward
+from gan_lib import losses
 from gan_lib.keras_gan import GAN
 from gan_lib.models import build_discriminator, build_generator
 from gan_lib.specs import get_spec
 from gan_lib.training import GANTrainer, gan_train_step
+from gan_lib.training.fast import kernels as fastpath
+from gan_lib.training.fast import shared_backward
 
 BATCH = 6
 

@@ -4,7 +4,8 @@ Replacements for what Keras runs in a training step, each the same
 function (for Dropout: the same distribution) computed by faster kernels.
 :func:`use_fast_ops` switches a built model's layers over;
 :class:`gan_lib.training.GANTrainer` and :class:`gan_lib.keras_gan.GAN` do it
-for the networks they train. Only the layer objects change, never their weights, their
+for the kit's own networks, and for a network of one's own only when asked
+(``fast_layers=True``). Only the layer objects change, never their weights, their
 classes or what ``model.save`` writes; inference (``training=False``) runs
 Keras' own code.
 
@@ -94,11 +95,15 @@ is used only below :data:`SUBPIXEL_MAX_CHANNELS` output channels.
 
 from __future__ import annotations
 
+import statistics
+import time
 import types
 
 import keras
 import numpy as np
 import tensorflow as tf
+
+from gan_lib import hardware
 
 # Below this many input channels a weight gradient keeps TensorFlow's kernel (see filter_gradient).
 MIN_IN_CHANNELS = 8
@@ -536,17 +541,21 @@ def _biased_conv(layer: keras.layers.Layer) -> bool:
     return type(layer) is keras.layers.Conv2D and layer.use_bias and layer.groups == 1 and _plain_geometry(layer)
 
 
-def prepare_for_training(generator: keras.Model, discriminator: keras.Model) -> None:
-    """Switch a GAN's two networks to the fast path the trainers use (:func:`use_fast_ops`).
+def prepare_for_training(*networks: keras.Model) -> None:
+    """Switch a GAN's networks to the fast path the trainers use (:func:`use_fast_ops`).
 
     Fused BatchNorm, the cheaper Dropout masks and LeakyReLU's gradient from its output always; the fast
     weight gradients only when the networks compute in bfloat16, no GPU is visible and this CPU's probe finds
     them faster (:func:`fast_filter_gradients_pay`); the sub-pixel transposed convolutions (``few_channels``)
     with no GPU, and the bias gradient apart only in float32 with no GPU: where each measured faster (README,
-    "Speed"). The switches: :func:`default_parts`.
+    "Speed"). The switches: :func:`default_parts`, for the first network's compute dtype. Which networks to
+    pass is the trainers' choice (by default the kit's own: :func:`gan_lib.training.trainer.fast_layer_networks`).
     """
-    parts = default_parts(generator.dtype_policy.compute_dtype, on_cpu=not tf.config.list_logical_devices("GPU"))
-    for model in (generator, discriminator):
+    if not networks:
+        return
+    on_cpu = not tf.config.list_logical_devices("GPU")
+    parts = default_parts(networks[0].dtype_policy.compute_dtype, on_cpu=on_cpu)
+    for model in networks:
         use_fast_ops(model, **parts)
 
 
@@ -581,9 +590,6 @@ def probe_filter_gradient_speedup(batch_size: int = 64, repeats: int = 4) -> flo
     and the fast path's matrix products win; on CPUs whose oneDNN has fast bf16 weight-gradient kernels (AMX)
     they may not. The two are timed in turn, ``repeats`` times, and the medians compared.
     """
-    import statistics
-    import time
-
     rng = np.random.default_rng(0)
     cases = []
     for shape, co, k, stride in _PROBE_LAYERS:
@@ -611,8 +617,6 @@ def probe_filter_gradient_speedup(batch_size: int = 64, repeats: int = 4) -> flo
 def measured_filter_gradient_speedup() -> float:
     """:func:`probe_filter_gradient_speedup` for this machine: measured once (a second or two), then read from
     the precision probe's cache (:func:`gan_lib.hardware.cached_measurement`)."""
-    from gan_lib import hardware
-
     return hardware.cached_measurement("filter_gradient_speedup", probe_filter_gradient_speedup)
 
 
