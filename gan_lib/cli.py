@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
+
+import numpy as np
 
 
 def _positive_int(text: str) -> int:
@@ -81,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="time our step on Keras' own ops (gan_lib.training.fast off)",
     )
+    bench.add_argument("--plain-layers", action="store_true",
+                       help="leave the networks' layers as Keras wrote them, as the trainer treats a network written "
+                       "in a notebook (fused Adam and the shared backward pass stay on)")  # fmt: skip
     bench.add_argument("--batch-size", type=_positive_int, default=None)
     bench.add_argument("--steps", type=_positive_int, default=10, help="steps per timed repeat")
     bench.add_argument("--repeats", type=_positive_int, default=3, help="interleaved repeats (at least 3)")
@@ -145,14 +151,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
         peer=args.peer,
         nets=args.nets,
         fast_ops=not args.no_fast_ops,
+        fast_layers=False if args.plain_layers else None,
     )
     print(format_report(result))
     return 0
 
 
 def cmd_time_to_quality(args: argparse.Namespace) -> int:
-    import tempfile
-
     from gan_lib.io import atomic_write_json
     from gan_lib.lab import time_to_quality as ttq
 
@@ -202,8 +207,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from gan_lib.io import atomic_path
     from gan_lib.runs import sample_run
 

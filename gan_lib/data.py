@@ -31,10 +31,13 @@ import tarfile
 import tempfile
 import urllib.request
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from gan_lib.checks import check_uint8_images
 
 DATA_DIR_ENV = "GAN_LIB_DATA_DIR"
 SAMPLE_DIR = Path(__file__).parent / "sample_data"
@@ -470,8 +473,6 @@ def make_dataset(
     """
     import tensorflow as tf
 
-    from gan_lib.checks import check_uint8_images
-
     check_uint8_images(images)
     if len(images) < batch_size:
         raise ValueError(
@@ -640,7 +641,6 @@ def load_image_folder(
         )
     if limit is not None:
         files = files[:limit]
-    from concurrent.futures import ThreadPoolExecutor
 
     def read(file: Path):
         try:

@@ -111,10 +111,21 @@ def run_nets(config: dict[str, Any]) -> str:
     return config.get("nets", "default")
 
 
-def build_trainer(spec: ModelSpec, *, recipe: str, precision: str, seed: int, strategy=None, fast_ops: bool = True):
+def build_trainer(
+    spec: ModelSpec,
+    *,
+    recipe: str,
+    precision: str,
+    seed: int,
+    strategy=None,
+    fast_ops: bool = True,
+    fast_layers: bool | None = None,
+):
     """A fresh :class:`~gan_lib.training.GANTrainer` for ``spec``'s networks (``spec.with_nets`` picks them).
 
-    ``fast_ops``: as for the trainer (:mod:`gan_lib.fastpath`); False trains on Keras' own ops.
+    ``fast_ops`` and ``fast_layers``: as for the trainer (:mod:`gan_lib.training.fast`); ``fast_ops=False``
+    trains on Keras' own ops, ``fast_layers=False`` leaves the layers as Keras wrote them, as the trainer
+    treats a network written in a notebook.
 
     Under a ``tf.distribute`` strategy the networks are built in its scope,
     with synchronised BatchNorm (see :mod:`gan_lib.distribute`).
@@ -125,7 +136,7 @@ def build_trainer(spec: ModelSpec, *, recipe: str, precision: str, seed: int, st
         discriminator = spec.build_discriminator(precision, synchronized_batchnorm=sync)
     return GANTrainer(
         generator, discriminator, recipe=recipe, latent_dim=spec.latent_dim, num_classes=spec.num_classes,
-        seed=seed, strategy=strategy, fast_ops=fast_ops,
+        seed=seed, strategy=strategy, fast_ops=fast_ops, fast_layers=fast_layers,
     )  # fmt: skip
 
 
@@ -161,7 +172,7 @@ def train_model(
     ``strategy``: "default" (one device), "mirrored" (all local GPUs) or
     "multiworker" (every machine runs the same command with its own
     ``TF_CONFIG``); ``batch_size`` is then the global batch. See :mod:`gan_lib.distribute`.
-    ``fast_ops``: :mod:`gan_lib.fastpath` on (the default) or off; recorded in ``config.json``.
+    ``fast_ops``: :mod:`gan_lib.training.fast` on (the default) or off; recorded in ``config.json``.
     """
     dist = distribute.make_strategy(strategy)  # first: a multi-worker strategy must exist before other TF work
     spec = get_spec(name).with_nets(nets)  # an unknown name fails before any work

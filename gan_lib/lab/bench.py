@@ -201,12 +201,17 @@ def run_bench(
     peer: str | None = None,
     nets: str = "default",
     fast_ops: bool = True,
+    fast_layers: bool | None = None,
 ) -> dict[str, Any]:
     """Measure and return the benchmark's figures (also printed by the CLI).
 
     Both steps train the same networks, ``nets`` ("default": the model's own;
     "tutorial": the TF tutorial's; see :data:`gan_lib.specs.NETS`), so the
     ratio measures the step, not an architecture change.
+
+    ``fast_layers=False`` times our step on networks treated as a student's own: their layers stay Keras'
+    (see ``GANTrainer``), the trainer's own fast parts (fused Adam, shared backward pass) stay on. The
+    difference from the default is what leaving a notebook's network as written costs.
 
     ``peer="torch"`` also times PyTorch on the same layers (see
     :mod:`gan_lib.lab.peer_torch`), in fp32 and under bf16 autocast, interleaved
@@ -226,7 +231,9 @@ def run_bench(
     filter_gradient_speedup = fast.measured_filter_gradient_speedup() if on_cpu_bf16 and fast_ops else None
     batch_size = batch_size or spec.batch_size
     keras.utils.set_random_seed(0)
-    trainer = build_trainer(spec, recipe=spec.recipe, precision=precision, seed=0, fast_ops=fast_ops)
+    trainer = build_trainer(
+        spec, recipe=spec.recipe, precision=precision, seed=0, fast_ops=fast_ops, fast_layers=fast_layers
+    )
     tutorial = TutorialStep(spec, batch_size)
     rng = np.random.default_rng(0)
     images = tf.constant(rng.uniform(-1, 1, (batch_size, *spec.image_shape)).astype(np.float32))
@@ -273,6 +280,7 @@ def run_bench(
         "model": model,
         "nets": nets,
         "fast_ops": fast_ops,
+        "fast_layers": fast_layers is not False and fast_ops,
         "machine": hardware.describe(),
         "gpus": hardware.gpu_names(),
         "isa": hardware.cpu_isa(),
@@ -317,6 +325,8 @@ def target_ratio(r: dict[str, Any]) -> float | None:
     """
     if r["model"] != "mnist" or r.get("nets", "default") not in TARGET_NETS or not r.get("fast_ops", True):
         return None
+    if not r.get("fast_layers", True):
+        return None
     if r.get("gpus"):
         return None
     if r["precision"] == "fp32":
@@ -329,6 +339,7 @@ def format_report(r: dict[str, Any]) -> str:
     lines = [
         f"model {r['model']} ({r.get('nets', 'default')} networks), batch {r['batch_size']}, precision {r['precision']}"
         + ("" if r.get("fast_ops", True) else ", fast ops off")
+        + ("" if r.get("fast_layers", True) or not r.get("fast_ops", True) else ", layers left as Keras wrote them")
         + (f" (asked: {r['precision_asked']})" if r.get("precision_asked") not in (None, r["precision"]) else ""),
         f"machine: {r['machine']}"
         + (

@@ -361,9 +361,21 @@ def _supported(layer: keras.layers.Layer) -> bool:
     return _plain_conv(layer) and layer.kernel.shape[2] >= MIN_IN_CHANNELS
 
 
+def _runs_keras_code(layer: keras.layers.Layer, cls: type) -> bool:
+    """Whether ``layer`` is a ``cls`` whose forward pass is Keras' own: a subclass that writes its own ``call``
+    (or, for a convolution, its own ``convolution_op``) is someone's own layer, and the fast path leaves it be."""
+    kind = type(layer)
+    return (
+        isinstance(layer, cls)
+        and kind.call is cls.call
+        and getattr(kind, "convolution_op", None) is getattr(cls, "convolution_op", None)
+    )
+
+
 def _plain_conv(layer: keras.layers.Layer) -> bool:
     """A ``Conv2D`` or ``Conv2DTranspose`` of :func:`_plain_geometry`, ungrouped, with no output padding."""
-    if not isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose)) or not _plain_geometry(layer):
+    kinds = (keras.layers.Conv2D, keras.layers.Conv2DTranspose)
+    if not any(_runs_keras_code(layer, kind) for kind in kinds) or not _plain_geometry(layer):
         return False
     if isinstance(layer, keras.layers.Conv2DTranspose):
         return layer.output_padding is None
@@ -458,7 +470,7 @@ def fast_dropout_call(layer, inputs, training=False):
 def _fusable_batchnorm(layer: keras.layers.Layer) -> bool:
     """Unsynchronised, without renorm, and an epsilon the fused kernel accepts everywhere (cuDNN: > 1e-5)."""
     return (
-        isinstance(layer, keras.layers.BatchNormalization)
+        _runs_keras_code(layer, keras.layers.BatchNormalization)
         and not layer.synchronized
         and not layer.renorm
         and layer.epsilon >= 1.001e-5
@@ -496,8 +508,9 @@ def use_fast_ops(
     bias gradient apart (:func:`conv2d_with_bias`). ``few_channels``: the strided layers left whose
     transposed convolution has few output channels (an image-sized ``Conv2DTranspose``'s forward pass, a
     first ``Conv2D``'s input gradient) compute it with :func:`transposed_convolution`, as the layers
-    above already do. Other layers keep Keras' code. The switch is an attribute on each layer object, so
-    ``clone_model``, ``model.save`` and loading see plain Keras layers; calling it again changes nothing more.
+    above already do. Other layers, and subclasses that write their own ``call``, keep their code. The
+    switch is an attribute on each layer object, so ``clone_model``, ``model.save`` and loading see plain
+    Keras layers; calling it again changes nothing more.
     """
     switched = dict.fromkeys(LAYER_PARTS, 0)
     for layer in _all_layers(model):
@@ -515,10 +528,10 @@ def use_fast_ops(
         elif batchnorm and _fusable_batchnorm(layer):
             layer.call = types.MethodType(fused_batchnorm_call, layer)
             switched["batchnorm"] += 1
-        elif dropout and isinstance(layer, keras.layers.Dropout) and layer.noise_shape is None:
+        elif dropout and _runs_keras_code(layer, keras.layers.Dropout) and layer.noise_shape is None:
             layer.call = types.MethodType(fast_dropout_call, layer)
             switched["dropout"] += 1
-        elif leaky_relu and isinstance(layer, keras.layers.LeakyReLU) and layer.negative_slope >= 0:
+        elif leaky_relu and _runs_keras_code(layer, keras.layers.LeakyReLU) and layer.negative_slope >= 0:
             layer.call = types.MethodType(leaky_relu_call, layer)
             switched["leaky_relu"] += 1
         else:
