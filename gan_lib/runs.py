@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from gan_lib import data as data_lib
-from gan_lib import distribute, hardware, metrics
+from gan_lib import distribute, hardware, metrics, training
 from gan_lib.checks import InputError
 from gan_lib.io import atomic_write_json
 from gan_lib.run_folder import REFERENCE_DIR as REFERENCE_DIR  # re-exported: notebooks and scripts read it here
@@ -39,7 +39,6 @@ from gan_lib.sampling import generate_images
 from gan_lib.smoke import SMOKE_BATCH, SMOKE_LIMIT, smoke_mode
 from gan_lib.smoke import SMOKE_ENV as SMOKE_ENV  # re-exported
 from gan_lib.specs import ModelSpec, get_recipe, get_spec
-from gan_lib.training import GANTrainer, restore_latest, train
 
 
 def default_run_dir(name: str, base: str | os.PathLike = "runs") -> Path:
@@ -134,7 +133,7 @@ def build_trainer(
         sync = strategy is not None
         generator = spec.build_generator(precision=precision, synchronized_batchnorm=sync, recipe=recipe)
         discriminator = spec.build_discriminator(precision, synchronized_batchnorm=sync)
-    return GANTrainer(
+    return training.GANTrainer(
         generator, discriminator, recipe=recipe, latent_dim=spec.latent_dim, num_classes=spec.num_classes,
         seed=seed, strategy=strategy, fast_ops=fast_ops, fast_layers=fast_layers,
     )  # fmt: skip
@@ -219,7 +218,7 @@ def train_model(
     if metrics_every and metrics.classifier_path(spec.dataset).exists() and not smoke_mode():
         callbacks.append(metrics.epoch_metrics_callback(trainer, spec.dataset, dataset.x_test, every=metrics_every))
     callbacks += list(epoch_callbacks)
-    history = train(
+    history = training.train(
         trainer, dataset.x_train, dataset.y_train if spec.conditional else None,
         epochs=epochs, run_dir=run_dir, batch_size=batch_size, checkpoint_every=checkpoint_every,
         grid=spec.grid, class_names=dataset.class_names, verbose=verbose, epoch_callbacks=callbacks,
@@ -277,7 +276,7 @@ def restore_trainer(run_dir: str | os.PathLike):
             f"{run_dir} has no checkpoint (a published reference keeps only generator.keras). "
             "Use a run folder that `gan-lib train` wrote."
         )
-    restore_latest(trainer, manager, verbose=-1)
+    training.restore_latest(trainer, manager, verbose=-1)
     return trainer
 
 
