@@ -10,7 +10,7 @@ recipe. What a student waits for is that quality, not a step rate. So:
    in ``benchmarks/`` as a run's ``config.json`` and ``history.json`` in one
    file (:func:`save_baseline`).
 2. :func:`time_to_quality` times the tutorial's fp32 step on this machine
-   (:class:`gan_lib.bench.TutorialStep`), so the tutorial's 50 epochs get a
+   (:class:`gan_lib.lab.bench.TutorialStep`), so the tutorial's 50 epochs get a
    duration measured here, then trains the kit's default recipe from a cold
    start, measuring the same metrics after every epoch, and stops as soon as
    FCD and score are both at least as good as the baseline's last epoch.
