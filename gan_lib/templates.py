@@ -58,10 +58,10 @@ INSTALL_LINE = re.compile(r'(%pip install -q \{os\.environ\.get\("GAN_KIT_SOURCE
 _SAFE_SOURCE = re.compile(r"[A-Za-z0-9._~:/?#@!$&'()*+,;=%\[\]-]+")
 
 #: The instructor's notebooks that have a student template, in ``notebooks/``.
-SOURCE_NOTEBOOKS = ("02_dcgan_cifar10.ipynb", "03_cdcgan_fashion_mnist.ipynb")
+SOURCE_NOTEBOOKS = ("01_dcgan_mnist.ipynb", "02_dcgan_cifar10.ipynb", "03_cdcgan_fashion_mnist.ipynb")
 
 #: The notebooks with nothing to hide, which a course hands out as they are (outputs cleared).
-HANDOUT_NOTEBOOKS = ("00_gan_theory.ipynb", "01_dcgan_mnist.ipynb", "04_dcgan_faces.ipynb")
+HANDOUT_NOTEBOOKS = ("00_gan_theory.ipynb", "04_dcgan_faces.ipynb")
 
 #: What each builder must do: the message of its stub's NotImplementedError.
 TODO_MESSAGES = {
@@ -250,7 +250,7 @@ def _configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a template is out of date")
     parser.add_argument(
         "--handout", action="store_true",
-        help="also write the notebooks without solutions (00, 01, 04): the whole set a course hands out",
+        help="also write the notebooks without solutions (00, 04): the whole set a course hands out",
     )  # fmt: skip
     parser.add_argument(
         "--install-source", default=None,
