@@ -65,6 +65,16 @@ HANDOUT_NOTEBOOKS = ("00_gan_theory.ipynb", "04_dcgan_faces.ipynb")
 
 #: What each builder must do: the message of its stub's NotImplementedError.
 TODO_MESSAGES = {
+    "make_generator_model": (
+        "make_generator_model() is yours to write: return a keras.Model that takes a noise vector of shape "
+        "(latent_dim,) = (100,) and returns 32x32x3 images in [-1, 1] (start from 4x4, upsample 3 times, "
+        "end with a 3-filter layer and a tanh)."
+    ),
+    "make_discriminator_model": (
+        "make_discriminator_model() is yours to write: return a keras.Model that takes images of shape (32, 32, 3) "
+        "and returns one raw logit per image: end with Dense(1) and no activation (no sigmoid, not Dense(3))."
+    ),
+    # The names notebook 02 used before it took the assignment's; kept for templates written from older notebooks.
     "make_generator": (
         "make_generator() is yours to write: return a keras.Model that takes a noise vector of shape "
         "(latent_dim,) = (100,) and returns 32x32x3 images in [-1, 1] (start from 4x4, upsample 3 times, "
