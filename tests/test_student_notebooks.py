@@ -86,7 +86,7 @@ def test_the_leak_check_catches_a_leak(tmp_path):
     [
         ("01_dcgan_mnist.ipynb", ["TODO 1", "TODO 2", "TODO 3"]),
         ("02_dcgan_cifar10.ipynb", ["make_generator_model", "make_discriminator_model"]),
-        ("03_cdcgan_fashion_mnist.ipynb", ["What is a cGAN"]),
+        ("03_cdcgan_fashion_mnist.ipynb", ["Question: what is a conditional GAN?", "10×10"]),
     ],
 )
 def test_student_notebooks_show_the_assignments_prompts(name, prompts):
