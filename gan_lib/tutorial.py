@@ -133,3 +133,23 @@ def train(
               f"{history[-1]['seconds']:.0f} s")  # fmt: skip
     make_gif(sorted((run_dir / "grids").glob("epoch_*.png")), run_dir / "progress.gif")
     return history
+
+
+def short_run(gan: TutorialGAN, images: np.ndarray, steps: int, batch_size: int = 64, seed: int = 0) -> dict:
+    """``steps`` tutorial steps on batches drawn at random from ``images`` (N, H, W, C) uint8; for quick experiments.
+
+    Returns ``{"d_loss": (steps,), "g_loss": (steps,)}`` as float arrays, one value per step, so a short run's
+    curves show what happened step by step (the failure gallery, notebook 05). The batches are drawn with
+    ``seed``, with replacement across steps.
+    """
+    if images.dtype != np.uint8:
+        raise ValueError(f"short_run takes the raw uint8 images (0-255), got {images.dtype}; pass them unscaled.")
+    rng = np.random.default_rng(seed)
+    compiled_step = tf.function(lambda batch: train_step(gan, batch))
+    record = {"d_loss": [], "g_loss": []}
+    for _ in range(steps):
+        batch = images[rng.choice(len(images), batch_size, replace=False)].astype("float32") / 127.5 - 1.0
+        losses = compiled_step(tf.constant(batch))
+        for key in record:
+            record[key].append(float(losses[key]))
+    return {key: np.asarray(values) for key, values in record.items()}

@@ -104,3 +104,15 @@ def test_train_writes_grids_history_checkpoint_and_gif_and_resumes(tmp_path):
 def test_make_dataset_refuses_scaled_images():
     with pytest.raises(ValueError, match="raw uint8"):
         tutorial.make_dataset(np.zeros((4, *IMAGE_SHAPE), "float32"), batch_size=2)
+
+
+def test_short_run_records_every_step_and_moves_the_weights():
+    generator, discriminator = _tutorial_networks()
+    before = generator.get_weights()[0].copy()
+    images = np.random.default_rng(0).integers(0, 256, (32, *IMAGE_SHAPE), dtype=np.uint8)
+    record = tutorial.short_run(tutorial.TutorialGAN(generator, discriminator), images, steps=3, batch_size=8)
+    assert sorted(record) == ["d_loss", "g_loss"]
+    assert all(values.shape == (3,) and np.isfinite(values).all() for values in record.values())
+    assert not np.allclose(before, generator.get_weights()[0])
+    with pytest.raises(ValueError, match="raw uint8"):
+        tutorial.short_run(tutorial.TutorialGAN(generator, discriminator), images / 255.0, steps=1)
