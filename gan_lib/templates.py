@@ -33,7 +33,7 @@ Every notebook's first code cell installs the kit when it is not importable
 the package name, ``gan-kit``. A course that hosts its own copy stamps that
 copy's pip source into the notebooks it hands out:
 ``gan-lib templates --handout --out release/ --install-source git+https://<host>/<course>/gan-kit.git``
-writes all five notebooks there, solutions removed, outputs cleared.
+writes every notebook there (the student versions of 01-03, the others as they are), outputs cleared.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ _SAFE_SOURCE = re.compile(r"[A-Za-z0-9._~:/?#@!$&'()*+,;=%\[\]-]+")
 SOURCE_NOTEBOOKS = ("01_dcgan_mnist.ipynb", "02_dcgan_cifar10.ipynb", "03_cdcgan_fashion_mnist.ipynb")
 
 #: The notebooks with nothing to hide, which a course hands out as they are (outputs cleared).
-HANDOUT_NOTEBOOKS = ("00_gan_theory.ipynb", "04_dcgan_faces.ipynb")
+HANDOUT_NOTEBOOKS = ("00_gan_theory.ipynb", "04_dcgan_faces.ipynb", "05_failure_gallery.ipynb")
 
 #: What each builder must do: the message of its stub's NotImplementedError.
 TODO_MESSAGES = {
@@ -260,7 +260,7 @@ def _configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a template is out of date")
     parser.add_argument(
         "--handout", action="store_true",
-        help="also write the notebooks without solutions (00, 04): the whole set a course hands out",
+        help="also write the notebooks without solutions (00, 04, 05): the whole set a course hands out",
     )  # fmt: skip
     parser.add_argument(
         "--install-source", default=None,
