@@ -86,8 +86,8 @@ TODO_MESSAGES = {
     ),
     "make_conditional_generator": (
         "make_conditional_generator() is yours to write: return a keras.Model with two inputs, noise (100,) "
-        "and an int label (), that returns 28x28x1 images in [-1, 1] (tanh); the label must change the image "
-        "(e.g. Embedding(10, 50) -> Dense(7*7) -> Reshape((7, 7, 1)), concatenated as an extra channel)."
+        "and an int label (), that returns 28x28x1 images in [-1, 1] (tanh); how the label enters the network is "
+        "yours to choose, but it must change the image."
     ),
     "make_conditional_discriminator": (
         "make_conditional_discriminator() is yours to write: return a keras.Model with two inputs, an image "
