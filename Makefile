@@ -43,12 +43,12 @@ check-oldest-tf:
 	PYTHON=$(PYTHON) scripts/check_oldest_tf.sh
 
 lint: setup
-	$(BIN)/ruff check gan_lib tests scripts notebooks
-	$(BIN)/ruff format --check gan_lib tests scripts
+	$(BIN)/ruff check gan_lib tests scripts benchmarks notebooks
+	$(BIN)/ruff format --check gan_lib tests scripts benchmarks
 
 format: setup
-	$(BIN)/ruff check --fix gan_lib tests scripts notebooks
-	$(BIN)/ruff format gan_lib tests scripts
+	$(BIN)/ruff check --fix gan_lib tests scripts benchmarks notebooks
+	$(BIN)/ruff format gan_lib tests scripts benchmarks
 
 clean:
 	rm -rf $(VENV) .venv-oldest-tf runs build *.egg-info .pytest_cache
