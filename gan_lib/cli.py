@@ -1,6 +1,6 @@
 """The ``gan-lib`` command line.
 
-gan-lib train mnist|cifar10|fashion-cgan|faces [--epochs N] [--out DIR] [--checkpoint-every N]
+gan-lib train mnist|cifar10|fashion-cgan|faces [--epochs N | --steps N] [--out DIR] [--checkpoint-every N]
                                          [--limit N] [--seed S] [--data-dir DIR]
 gan-lib sample RUN_DIR --n N --out FILE.npz
 """
@@ -33,6 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a model into a run folder (resumes if it has a checkpoint)")
     train.add_argument("model", choices=list(MODEL_SPECS))
     train.add_argument("--epochs", type=_positive_int, default=None, help="total epochs (default: the assignment's)")
+    train.add_argument(
+        "--steps", type=_positive_int, default=None,
+        help="a budget in train steps instead of --epochs: whole epochs of the data found, at least this many steps",
+    )  # fmt: skip
     train.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<model>)")
     train.add_argument("--checkpoint-every", type=_positive_int, default=15, help="epochs between checkpoints")
     train.add_argument("--limit", type=_positive_int, default=None, help="use only the first N training images")
@@ -201,6 +205,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         strategy=args.strategy,
         nets=args.nets,
         fast_ops=not args.no_fast_ops,
+        steps=args.steps,
     )
     print(f"run folder: {run_dir} ({len(history)} epochs in history.json; GIF: {run_dir / 'progress.gif'})")
     return 0

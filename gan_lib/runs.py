@@ -18,6 +18,7 @@ A run folder holds everything one training run writes::
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -158,6 +159,7 @@ def train_model(
     strategy: str = "default",
     nets: str = "default",
     fast_ops: bool = True,
+    steps: int | None = None,
 ):
     """Train model ``name`` ("mnist", "cifar10", "fashion-cgan", "faces") into a run folder.
 
@@ -172,6 +174,8 @@ def train_model(
     "multiworker" (every machine runs the same command with its own
     ``TF_CONFIG``); ``batch_size`` is then the global batch. See :mod:`gan_lib.distribute`.
     ``fast_ops``: :mod:`gan_lib.training.fast` on (the default) or off; recorded in ``config.json``.
+    ``steps``: a budget in train steps instead of ``epochs``: as many whole epochs of the data found as
+    reach it (at least one), so a budget means the same work on the full dataset and on the bundled sample.
     """
     dist = distribute.make_strategy(strategy)  # first: a multi-worker strategy must exist before other TF work
     spec = get_spec(name).with_nets(nets)  # an unknown name fails before any work
@@ -180,16 +184,22 @@ def train_model(
     # A run resumes with the recipe it started with, even after the model's default changed.
     recipe = recipe or previous.get("recipe") or spec.recipe
     get_recipe(recipe)
+    if steps is not None and (epochs is not None or steps < 1):
+        raise InputError(f"give a positive --steps or --epochs, not both (got steps={steps}, epochs={epochs}).")
     precision = hardware.resolve_precision(precision)
     keras.utils.set_random_seed(seed)
     if smoke_mode():
         epochs = 1 if epochs is None else min(epochs, 1)
         limit = min(limit or SMOKE_LIMIT, SMOKE_LIMIT)
         batch_size = min(batch_size or SMOKE_BATCH, SMOKE_BATCH)
-    epochs = spec.epochs if epochs is None else epochs
     batch_size = batch_size or spec.batch_size
     run_dir.mkdir(parents=True, exist_ok=True)
     dataset = load_training_data(spec, data_dir=data_dir, limit=limit)
+    if steps is not None:
+        epochs = max(1, math.ceil(steps / max(1, len(dataset.x_train) // batch_size)))
+        if smoke_mode():
+            epochs = 1
+    epochs = spec.epochs if epochs is None else epochs
     write_config(
         run_dir,
         {
@@ -200,6 +210,7 @@ def train_model(
             "fast_ops": fast_ops,
             "seed": seed,
             "epochs": epochs,
+            "steps_budget": steps,
             "batch_size": batch_size,
             "latent_dim": spec.latent_dim,
             "num_classes": spec.num_classes,

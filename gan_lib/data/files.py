@@ -390,11 +390,12 @@ def _warn_sample(name: str, reason: str) -> None:
     banner = "!" * 78
     message = (
         f"\n{banner}\n  USING THE BUNDLED SAMPLE OF {name.upper()}, NOT THE FULL DATASET.\n"
-        f"  {reason}\n  Results will be far worse than on the full data. Point {DATA_DIR_ENV} or\n"
+        + "".join(f"  {line}\n" for line in reason.splitlines())
+        + f"  Results will be far worse than on the full data. Point {DATA_DIR_ENV} or\n"
         f"  --data-dir at the real files to train properly.\n{banner}\n"
     )
     print(message, file=sys.stderr, flush=True)
-    warnings.warn(f"using the bundled sample of {name}: {reason}", stacklevel=3)
+    warnings.warn(f"using the bundled sample of {name}: {reason.splitlines()[0]}", stacklevel=3)
 
 
 def load_dataset(
@@ -419,7 +420,7 @@ def load_dataset(
     except DatasetNotFoundError as exc:
         if not allow_sample:
             raise
-        _warn_sample(name, str(exc).splitlines()[0])
+        _warn_sample(name, str(exc))
         return load_sample(name)
     spec = _SPECS[name]
     x_train, y_train, x_test, y_test = spec.reader(path)  # type: ignore[operator]

@@ -1,6 +1,6 @@
 """Each conv weight gradient of the MNIST DCGAN step, timed alone: TensorFlow's kernel against the fast path's.
 
-    python scripts/filter_gradient_timing.py [--precision fp32|bf16]
+    python benchmarks/step_speed/filter_gradient_timing.py [--precision fp32|bf16]
 
 For every convolution of the default MNIST networks at batch 256 (for G's
 transposed convolutions, the convolution whose weight gradient theirs is), it

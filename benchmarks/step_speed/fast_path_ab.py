@@ -1,8 +1,8 @@
 """One part of the fast path on and off, interleaved in one process: what that part alone buys.
 
-    python scripts/fast_path_ab.py mnist few_channels [--precision bf16] [--repeats 7] [--nets tutorial]
+    python benchmarks/step_speed/fast_path_ab.py mnist few_channels [--precision bf16] [--repeats 7] [--nets tutorial]
 
-``scripts/step_profile.py --trials`` times every part on and off, three rounds of one step per call, which
+``benchmarks/step_speed/step_profile.py --trials`` times every part on and off, three rounds of one step per call, which
 leaves a 2-3% part inside its noise. This times three steps only: the tutorial's, our step as the trainer
 runs it (every part the trainer picks for this precision, :func:`gan_lib.fastpath.prepare_for_training`,
 eight steps per call), and the same step with the one part off; both of ours from the same seed, traced

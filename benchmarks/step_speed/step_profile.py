@@ -1,8 +1,8 @@
 """Where our train step's time goes, and what the fast paths we tried bought.
 
-    python scripts/step_profile.py mnist                 # op-type breakdown from a TF profiler trace
-    python scripts/step_profile.py mnist --trials        # + fast-path trials against the plain step
-    python scripts/step_profile.py mnist --nets tutorial # the TF tutorial's networks (gan_lib.specs.NETS)
+    python benchmarks/step_speed/step_profile.py mnist                 # op-type breakdown from a TF profiler trace
+    python benchmarks/step_speed/step_profile.py mnist --trials        # + fast-path trials against the plain step
+    python benchmarks/step_speed/step_profile.py mnist --nets tutorial # the TF tutorial's networks (gan_lib.specs.NETS)
 
 The breakdown traces a few steps (fp32 unless ``--precision bf16``) with ``tf.profiler`` and sums each op
 type's time over TensorFlow's threads (so the shares are of op time, not of
