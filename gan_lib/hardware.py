@@ -5,7 +5,7 @@ in it. Whether it is *faster* depends on the CPU, and the flags alone do not
 tell: AMD Zen 4/5 run AVX512-BF16 dot products on two pipes and train about
 1.4x faster in bf16, but an Intel Xeon whose hypervisor hides AMX (flags
 ``avx512_bf16`` without ``amx_bf16``) has one bf16 port against two fp32 FMA
-ports, and trained 0.6x as fast in bf16 as in fp32 (measured, see README).
+ports, and trained 0.6x as fast in bf16 as in fp32 (measured, see docs/speed.md).
 So on a CPU with a bf16 ISA, ``auto`` *measures*: it times a convolution's
 forward and backward pass in both precisions, interleaved, and keeps bf16 only
 when it wins by 10% or more. The answer is cached per CPU and TensorFlow

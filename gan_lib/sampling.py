@@ -33,11 +33,16 @@ def grid_inputs(
     """The fixed noise (num, latent_dim) and, for a cGAN, labels of the progress grid.
 
     For a cGAN the labels cycle 0..num_classes-1 along each row, so in a grid
-    of ``cols == num_classes`` columns, column j always shows class j.
+    of ``cols == num_classes`` columns, column j always shows class j; and every
+    row shares one noise vector, so a row shows one "style" carried across the
+    classes and only the label changes along it. An unconditional grid draws
+    one noise vector per cell.
     """
-    noise = np.random.default_rng([seed, 7919]).standard_normal((num, latent_dim)).astype(np.float32)
+    rng = np.random.default_rng([seed, 7919])
     if num_classes is None:
-        return noise, None
+        return rng.standard_normal((num, latent_dim)).astype(np.float32), None
     cols = cols or num_classes
+    rows = -(-num // cols)
+    noise = np.repeat(rng.standard_normal((rows, latent_dim)).astype(np.float32), cols, axis=0)[:num]
     labels = (np.arange(num) % cols) % num_classes
     return noise, labels.astype(np.int32)

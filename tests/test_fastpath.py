@@ -1,6 +1,6 @@
 """The fast path computes what Keras computes: outputs, gradients and BatchNorm statistics match to float rounding.
 
-Speed is measured by ``gan-lib bench`` and ``scripts/step_profile.py --trials``, never here.
+Speed is measured by ``gan-lib bench`` and ``benchmarks/step_speed/step_profile.py --trials``, never here.
 """
 
 import keras

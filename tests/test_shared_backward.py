@@ -1,6 +1,6 @@
 """D's backward pass on the fakes, shared by both players, gives the gradients two tapes give.
 
-Speed is measured by ``scripts/fast_path_ab.py MODEL shared_backward``, never here.
+Speed is measured by ``benchmarks/step_speed/fast_path_ab.py MODEL shared_backward``, never here.
 """
 
 import keras

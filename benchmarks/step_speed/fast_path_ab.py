@@ -4,7 +4,7 @@
 
 ``benchmarks/step_speed/step_profile.py --trials`` times every part on and off, three rounds of one step per call, which
 leaves a 2-3% part inside its noise. This times three steps only: the tutorial's, our step as the trainer
-runs it (every part the trainer picks for this precision, :func:`gan_lib.fastpath.prepare_for_training`,
+runs it (every part the trainer picks for this precision, :func:`gan_lib.training.fast.prepare_for_training`,
 eight steps per call), and the same step with the one part off; both of ours from the same seed, traced
 the same way, ``--repeats`` interleaved rounds. It prints each step's median and its ratio to the
 tutorial's, and the part's gain.

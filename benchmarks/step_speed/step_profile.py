@@ -12,7 +12,7 @@ else tells how much any cut outside the convolutions can buy at most.
 ``--trials`` times, interleaved in one process with the tutorial's step:
 our step as it is; eight of our steps in one ``tf.function`` call (noise
 drawn inside, one dispatch for eight steps); and our step with the fast
-path's parts (:mod:`gan_lib.fastpath`, :mod:`gan_lib.shared_backward`) off, with each part alone, and with each part left out. Thread settings and oneDNN
+path's parts (:mod:`gan_lib.training.fast.kernels`, :mod:`gan_lib.training.fast.shared_backward`) off, with each part alone, and with each part left out. Thread settings and oneDNN
 itself are process-wide, so compare them by running the command again with
 ``GAN_LIB_INTER_OP_THREADS=1`` or ``TF_ENABLE_ONEDNN_OPTS=0`` in the environment.
 """
@@ -103,9 +103,9 @@ def main() -> None:
             "our step": (trainer.train_step, batch, 1),
             f"our step, {STEPS_PER_CALL} per call": (trainer.train_steps, (stack,), STEPS_PER_CALL),
         }
-        # The fast path's parts (gan_lib.fastpath), each alone and each left out: same seed, same networks,
+        # The fast path's parts (gan_lib.training.fast), each alone and each left out: same seed, same networks,
         # Keras' ops otherwise. Layer switches (use_fast_ops), whether Adam runs fused, and whether D's
-        # backward pass on the fakes is shared (gan_lib.shared_backward, only where it applies).
+        # backward pass on the fakes is shared (gan_lib.training.fast.shared_backward, only where it applies).
         # The layer parts the trainer itself picks for this precision on a CPU (fastpath.default_parts), so that
         # "all but X" differs from the default step by X alone.
         dtype = "bfloat16" if args.precision == "bf16" else "float32"

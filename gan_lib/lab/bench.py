@@ -111,7 +111,7 @@ def trainer_with_fast_parts(
     ``parts``: keyword switches of :func:`gan_lib.training.fast.use_fast_ops` (a missing one counts as off);
     ``fused_adam``: whether Adam runs fused; ``shared_backward``: whether D's backward pass on the fakes
     is shared (:mod:`gan_lib.training.fast.shared_backward`, where it applies). For timing the fast path's parts against each other
-    (``scripts/step_profile.py --trials``, ``scripts/fast_path_ab.py``); compile it by calling it.
+    (``benchmarks/step_speed/step_profile.py --trials``, ``benchmarks/step_speed/fast_path_ab.py``); compile it by calling it.
     """
     keras.utils.set_random_seed(0)
     trainer = build_trainer(spec, recipe=spec.recipe, precision=precision, seed=0, fast_ops=False)

@@ -30,7 +30,7 @@ from gan_lib.sampling import grid_inputs
 from gan_lib.training.trainer import GANTrainer
 
 HISTORY_KEYS = ("epoch", "d_loss", "g_loss", "d_real_acc", "d_fake_acc", "seconds")
-# Train steps per compiled call in `train` (one device): fewer graph dispatches, never measured slower (README, "Speed").
+# Train steps per compiled call in `train` (one device): fewer graph dispatches, never measured slower (docs/speed.md).
 STEPS_PER_CALL = 8
 
 

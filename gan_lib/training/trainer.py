@@ -35,7 +35,7 @@ class GANTrainer:
     replicas. None (or the default strategy): one device.
 
     ``fast_ops``: train on the fast path (:mod:`gan_lib.training.fast`: the same arithmetic, for Dropout
-    the same distribution, measured faster; README, "Speed"). The trainer's own parts: Adam applied as one
+    the same distribution, measured faster; docs/speed.md). The trainer's own parts: Adam applied as one
     kernel per variable, the EMA moved in one pass, and D's backward pass on the fakes run once for both
     players' gradients where D treats each sample on its own (``fake_taps``, None elsewhere). None of them
     touches a layer.

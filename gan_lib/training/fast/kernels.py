@@ -42,7 +42,7 @@ an Intel Xeon whose AMX the hypervisor hides), oneDNN runs a convolution's
 forward pass and its input gradient in bf16 about twice as fast as in fp32,
 but the gradient with respect to the *weights* on an older kernel
 (``jit_bf16``) that is no faster than fp32. In a bf16 DCGAN step those weight
-gradients take about half of oneDNN's time (``scripts/step_profile.py``).
+gradients take about half of oneDNN's time (``benchmarks/step_speed/step_profile.py``).
 
 The weight gradient of ``y = conv2d(x, W)`` is itself a contraction of the
 input ``x`` with the output gradient ``dy`` over batch and positions, so it
@@ -254,7 +254,7 @@ def channels_first_im2col_filter_gradient(x: tf.Tensor, dy: tf.Tensor, kernel_si
     At stride 1 the columns are kh·kw copies of the input: the matrix product's own transpose of them cost
     more than transposing ``x`` and ``dy`` first. For the MNIST generator's 7×7 layer (4×4, 128 -> 256,
     batch 256, bf16, AMD EPYC Zen 5) 19.9-22.5 against 21.1-25.9 ms over five timings; at stride 2, with a quarter of the
-    copies, it measured no faster (``scripts/filter_gradient_timing.py``).
+    copies, it measured no faster (``benchmarks/step_speed/filter_gradient_timing.py``).
     """
     _, height, width, ci = x.shape
     co = dy.shape[-1]
@@ -560,8 +560,7 @@ def prepare_for_training(*networks: keras.Model) -> None:
     Fused BatchNorm, the cheaper Dropout masks and LeakyReLU's gradient from its output always; the fast
     weight gradients only when the networks compute in bfloat16, no GPU is visible and this CPU's probe finds
     them faster (:func:`fast_filter_gradients_pay`); the sub-pixel transposed convolutions (``few_channels``)
-    with no GPU, and the bias gradient apart only in float32 with no GPU: where each measured faster (README,
-    "Speed"). The switches: :func:`default_parts`, for the first network's compute dtype. Which networks to
+    with no GPU, and the bias gradient apart only in float32 with no GPU: where each measured faster (docs/speed.md). The switches: :func:`default_parts`, for the first network's compute dtype. Which networks to
     pass is the trainers' choice (by default the kit's own: :func:`gan_lib.training.trainer.fast_layer_networks`).
     """
     if not networks:
@@ -588,7 +587,7 @@ def default_parts(compute_dtype: str, on_cpu: bool) -> dict[str, bool]:
 
 
 # The fast weight gradients stay on where they take at most 1/1.05 of TensorFlow's time (the probe's noise is a
-# few percent). AMD EPYC Zen 5, bf16: 1.2-1.3x in the layers below (README, "Speed").
+# few percent). AMD EPYC Zen 5, bf16: 1.2-1.3x in the layers below (docs/speed.md).
 FILTER_GRADIENT_MIN_SPEEDUP = 1.05
 # The probe's layers, at batch 64: (input, output-gradient channels, kernel, stride) of MNIST's second D layer
 # (14×14, 64 -> 128, stride 2), its generator's 7×7 layer (128 -> 256, stride 1), and the tutorial's and
