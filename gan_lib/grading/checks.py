@@ -167,7 +167,8 @@ def _generate(generator, z: np.ndarray, labels: np.ndarray | None) -> np.ndarray
 def check_uses_noise(generator, num_classes: int | None = None, latent_dim: int = LATENT_DIM) -> Check:
     """Eight different noise vectors (same label) give images that are not all the same."""
     labels = None if num_classes is None else np.zeros(8, dtype="int32")
-    out = _generate(generator, noise(8, latent_dim, seed=3), labels).reshape(8, -1)
+    latent = input_shapes(generator)[0][-1] or latent_dim
+    out = _generate(generator, noise(8, latent, seed=3), labels).reshape(8, -1)
     spread = float(np.max(np.abs(out - out[:1])))
     if not math.isfinite(spread):
         return False, "the generator's output holds NaN or Inf values. Hint: check the layers for a division or log."
@@ -560,12 +561,19 @@ def make_progress_gif(
     column j). Passes when every frame is finite and the frames change as the pair trains.
     """
     rows, cols = assignment.grid
+    if assignment.conditional:
+        order = cgan_input_order(generator, "noise") or cgan_input_order(discriminator, "image")
+        if order:
+            return False, "not made: " + order
     try:
         trainer = GANTrainer(
             generator, discriminator, recipe="tutorial", latent_dim=LATENT_DIM, num_classes=assignment.num_classes
         )
     except Exception as exc:
-        return False, f"not made: GANTrainer refused your pair: {exc_text(exc)}. Hint: fix the items above first."
+        return (
+            False,
+            f"not made: GANTrainer refused your pair: {exc_text(exc).rstrip('.')}. Hint: fix the items above first.",
+        )
     grid_noise, grid_labels = grid_inputs(rows * cols, LATENT_DIM, 0, assignment.num_classes, cols)
     images, labels = real_batch(assignment.dataset, 32)
     label_tensor = tf.constant(labels) if assignment.conditional else None
@@ -583,7 +591,10 @@ def make_progress_gif(
                 return False, f"not made: the images hold NaN or Inf after epoch {epoch + 1}. Hint: fix the losses."
             frames.append(tile_images(picture.astype("float32"), rows, cols))
     except Exception as exc:
-        return False, f"not made: training your pair failed: {exc_text(exc)}. Hint: fix the items above first."
+        return (
+            False,
+            f"not made: training your pair failed: {exc_text(exc).rstrip('.')}. Hint: fix the items above first.",
+        )
     pictures = [Image.fromarray(f[..., 0] if f.shape[-1] == 1 else f) for f in frames]
     pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=500, loop=0)
     changed = sum(not np.array_equal(a, b) for a, b in zip(frames, frames[1:], strict=False))

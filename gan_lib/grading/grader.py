@@ -287,7 +287,7 @@ class Submission:
         for line in data.decode("utf-8", "replace").splitlines()[: sandbox.MAX_AUDIT_RECORDS]:
             with contextlib.suppress(ValueError):
                 record = json.loads(line)
-                if isinstance(record, dict):
+                if isinstance(record, dict) and isinstance(record.get("event"), str) and record["event"]:
                     records.append({key: clean_text(record.get(key, ""), 300) for key in ("event", "target", "action")})
         return records
 

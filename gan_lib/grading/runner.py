@@ -40,6 +40,10 @@ from gan_lib.io import atomic_write_json, atomic_write_text
 KERNEL_START_TIMEOUT = 90.0
 MAX_RESTARTS = 2
 PER_CELL_OUTPUT_BYTES = 64 * 1024
+UNREADABLE = (
+    "its messages could no longer be read: code in the notebook changed how the kernel talks to the grader "
+    "(patching json, builtins or IPython's machinery does that)"
+)
 
 
 def one_line(exc: BaseException, limit: int = 400) -> str:
@@ -243,20 +247,27 @@ class Runner:
                     self.stop_kernel()
                     return Outcome("died", time.monotonic() - started, outputs, error, exit=describe_exit(returncode))
                 continue
-            if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                continue
-            msg_type = msg["msg_type"]
-            if msg_type == "status":
-                if msg["content"].get("execution_state") == "idle":
-                    break
-                continue
-            if msg_type == "error":
-                error = {
-                    "ename": str(msg["content"].get("ename", ""))[:200],
-                    "evalue": str(msg["content"].get("evalue", ""))[:4000],
-                }
-            if record:
-                self.budget.add(outputs, msg)
+            except Exception:  # a message jupyter_client cannot decode: the kernel's messaging is broken
+                self.stop_kernel()
+                return Outcome("died", time.monotonic() - started, outputs, error, exit=UNREADABLE)
+            try:
+                if msg["parent_header"].get("msg_id") != msg_id:
+                    continue
+                msg_type = msg["msg_type"]
+                if msg_type == "status":
+                    if msg["content"].get("execution_state") == "idle":
+                        break
+                    continue
+                if msg_type == "error":
+                    error = {
+                        "ename": str(msg["content"].get("ename", ""))[:200],
+                        "evalue": str(msg["content"].get("evalue", ""))[:4000],
+                    }
+                if record:
+                    self.budget.add(outputs, msg)
+            except (KeyError, TypeError, AttributeError, ValueError):
+                self.stop_kernel()
+                return Outcome("died", time.monotonic() - started, outputs, error, exit=UNREADABLE)
         if record and self.budget.cell_dropped:
             outputs.append(
                 nbformat.v4.new_output(

@@ -38,7 +38,7 @@ def _called_name(call: ast.Call) -> tuple[str, list[str]]:
     if isinstance(func, ast.Name):
         chain.append(func.id)
     elif isinstance(func, ast.Call):
-        chain.append(_called_name(func)[0])
+        chain.append(_called_name(func)[0] + "(...)")
     return (chain[0] if chain else ""), chain[1:]
 
 
