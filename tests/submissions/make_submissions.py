@@ -151,38 +151,15 @@ def make_discriminator():
     raise NotImplementedError("make_discriminator() is yours to write")"""
 
 
-# Builders that import Keras only when called: the notebook's own cells then run in a blink (no
-# TensorFlow import), which keeps the endless-loop cases fast under their short time limits.
+# Builders that return no model: calling them needs no TensorFlow, so the endless-loop and crash cases stay
+# fast, and their reasons ("returned str") show that the builders were still called after the cell was stopped.
 LAZY_BUILDERS = """\
 def make_generator(latent_dim=100):
-    import keras
-    from keras import layers
-
-    return keras.Sequential(
-        [
-            keras.Input(shape=(latent_dim,)),
-            layers.Dense(4 * 4 * 32),
-            layers.LeakyReLU(),
-            layers.Reshape((4, 4, 32)),
-            layers.Conv2DTranspose(16, 4, strides=2, padding="same", activation="relu"),
-            layers.Conv2DTranspose(8, 4, strides=2, padding="same", activation="relu"),
-            layers.Conv2DTranspose(3, 4, strides=2, padding="same", activation="tanh"),
-        ]
-    )
+    return "a string, not a model"
 
 
 def make_discriminator():
-    import keras
-    from keras import layers
-
-    return keras.Sequential(
-        [
-            keras.Input(shape=(32, 32, 3)),
-            layers.Conv2D(16, 4, strides=2, padding="same", activation="leaky_relu"),
-            layers.Flatten(),
-            layers.Dense(1),
-        ]
-    )"""
+    return 42"""
 
 # The assignment's names, the functional API, UpSampling2D + Conv2D, extra keyword arguments, a final
 # keras.ops.tanh, no training cell, and a cell whose display is larger than the grader keeps.
@@ -582,7 +559,7 @@ SUBMISSIONS = {
     ],
     # ----- hostile ones
     "hostile_infinite_loop.ipynb": [
-        md("Correct networks, then a cell that never ends (the grader interrupts it)."),
+        md("Builders, then a cell that never ends (the grader interrupts it; the builders are still called)."),
         code(LAZY_BUILDERS),
         code("step = 0\nwhile True:\n    step += 1"),
         code('print("the next cell still runs")'),
@@ -596,7 +573,7 @@ SUBMISSIONS = {
         ),
     ],
     "hostile_os_exit.ipynb": [
-        md("Correct networks, then os._exit() kills the kernel; the grader restarts it and still grades."),
+        md("Builders, then os._exit() kills the kernel; the grader restarts it and still calls the builders."),
         code(LAZY_BUILDERS),
         code("import os\n\nos._exit(3)"),
         code('print("the next cell still runs")'),
