@@ -31,7 +31,6 @@ SUBMISSIONS = Path(__file__).resolve().parent / "submissions"
 EXPECTED = json.loads((SUBMISSIONS / "expected.json").read_text(encoding="utf-8"))
 ESCAPE_PREFIX = "gan-kit-grading-test-escape"
 HOME_CANARY = Path.home() / ".gan-kit-grading-canary"
-HOME_CACHES = [".keras", ".cache/matplotlib", ".config/matplotlib", ".ipython", ".local/share/jupyter"]
 SECRET = "gan-kit-test-secret"
 ATTACK_PORT = 47391  # attack_read_secrets.ipynb tries to reach it
 GRADING_BUDGET_S = 900  # the folder takes about 6 minutes on 2 busy cores; this only catches a hang
@@ -79,12 +78,14 @@ def graded(tmp_path_factory):
     HOME_CANARY.write_text("the grader's attacks must not delete this\n", encoding="utf-8")
     before = {
         "submissions": _tree_state(SUBMISSIONS),
-        "home": {name: _tree_state(Path.home() / name) for name in HOME_CACHES},
         "escapes": _escapes(),
         "ipc": sorted(Path("/tmp").glob("gan-lib-grade-*")),
     }
     server, connections = _listen(ATTACK_PORT)
-    env = {**os.environ, "GAN_KIT_TEST_SECRET": SECRET}
+    # The grader runs with a $HOME of its own, which must stay empty: nothing (Keras, matplotlib, Jupyter, a
+    # kernel) may write there. The canary sits in the real home, where the attacks look for it.
+    home = tmp_path_factory.mktemp("home")
+    env = {**os.environ, "GAN_KIT_TEST_SECRET": SECRET, "HOME": str(home)}
     started = time.monotonic()
     try:
         process = subprocess.run(
@@ -116,6 +117,7 @@ def graded(tmp_path_factory):
         "canary_intact": canary_intact,
         "connections": connections,
         "listened": server is not None,
+        "home": home,
     }
 
 
@@ -219,7 +221,7 @@ def test_nothing_changed_outside_the_scratch_folders(graded):
     assert _tree_state(SUBMISSIONS) == before["submissions"]
     assert _escapes() == before["escapes"], "an attack wrote outside its sandbox"
     assert graded["canary_intact"], f"an attack deleted {HOME_CANARY}"
-    assert {name: _tree_state(Path.home() / name) for name in HOME_CACHES} == before["home"], "$HOME changed"
+    assert list(graded["home"].iterdir()) == [], "the grader wrote into its $HOME"
     assert sorted(Path("/tmp").glob("gan-lib-grade-*")) == before["ipc"], "socket folders are removed"
 
 
@@ -301,7 +303,7 @@ def _processes_mentioning(text: str) -> list[str]:
 
 def test_hard_limit_stops_the_run_kills_everything_and_still_reports(tmp_path, monkeypatch):
     # Shrink the grader's slack so that its own hard limit (not the cell timeout) ends the stubborn loop.
-    monkeypatch.setattr(grading_options, "HARD_KILL_SLACK", -165.0)
+    monkeypatch.setattr(grading_options, "HARD_KILL_SLACK", -105.0)
     limits = grading.Limits(cell_timeout=60, total_timeout=60, grade_timeout=60, interrupt_grace=10)
     assert limits.hard_limit() == pytest.approx(25.0)
     out = tmp_path / "out"
