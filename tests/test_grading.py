@@ -176,7 +176,7 @@ def test_report_json_has_the_agreed_form(graded):
         assert isinstance(report["total"], float) and isinstance(report["max"], float), name
         assert report["total"] == pytest.approx(sum(item["points"] for item in report["items"]))
         for item in report["items"]:
-            assert set(item) == {"id", "points", "max", "passed", "reason"}
+            assert set(item) == {"id", "what", "points", "max", "passed", "reason"}
             assert isinstance(item["id"], str) and isinstance(item["reason"], str) and item["reason"]
             assert isinstance(item["points"], float) and isinstance(item["max"], float)
             assert isinstance(item["passed"], bool)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -465,3 +466,71 @@ def test_models_that_cannot_be_loaded_safely_go_to_a_ta(tmp_path):
     (tmp_path / "garbage.keras").write_bytes(b"PK\x03\x04 not a zip")
     model, for_ta, why = load_safely(tmp_path / "garbage.keras", "make_generator_model")
     assert model is None and for_ta and "Hint:" in why
+
+
+# --------------------------------------------------------------------------- a course's rubric file
+
+
+def test_a_rubric_file_of_the_defaults_changes_nothing(tmp_path):
+    path = tmp_path / "rubric.json"
+    path.write_text(rubric.rubric_file_text(), encoding="utf-8")
+    assert rubric.load_rubric_file(path) == rubric.ASSIGNMENTS
+
+
+def test_a_rubric_file_changes_points_and_texts_and_the_reports_follow(tmp_path):
+    path = tmp_path / "rubric.json"
+    path.write_text(
+        json.dumps(
+            {
+                "cifar10": {
+                    "generator.uses_noise": {"points": 1, "what": "two noise vectors, two pictures"},
+                    "artefacts.progress_gif": {"points": 0},
+                }
+            }
+        ),
+        encoding="utf-8",
+    )
+    assignments = rubric.load_rubric_file(path)
+    assert assignments["cifar10"].max_points == 5.5 + 0.5 - 0.5
+    assert assignments["fashion-cgan"] == rubric.ASSIGNMENTS["fashion-cgan"]
+    items = {item.id: item for item in assignments["cifar10"].rubric}
+    assert (
+        items["generator.uses_noise"].max == 1.0
+        and items["generator.uses_noise"].what == "two noise vectors, two pictures"
+    )
+    assert [i.id for i in assignments["cifar10"].rubric] == [i.id for i in rubric.ASSIGNMENTS["cifar10"].rubric]
+    folder = tmp_path / "subs"
+    folder.mkdir()
+    nbformat.write(_notebook("def make_generator_model():\n    raise NotImplementedError"), str(folder / "a.ipynb"))
+    out = tmp_path / "out"
+    assert grading.main([str(folder), "--out", str(out), "--rubric", str(path), "--quiet"]) == 0
+    report = json.loads((out / "a" / "report.json").read_text(encoding="utf-8"))
+    assert report["max"] == 5.5
+    assert "two noise vectors, two pictures" in (out / "a" / "report.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{ not json", "not valid JSON"),
+        ("[]", "expected an object of assignments"),
+        ('{"cifar": {}}', "unknown assignment 'cifar'"),
+        ('{"cifar10": {"generator.latnt_input": {"points": 1}}}', "unknown item 'generator.latnt_input'"),
+        ('{"cifar10": {"generator.trains": {"points": -1}}}', "outside 0 to 100"),
+        ('{"cifar10": {"generator.trains": {"points": "1"}}}', "is not a number"),
+        ('{"cifar10": {"generator.trains": {"points": true}}}', "is not a number"),
+        ('{"cifar10": {"generator.trains": {"points": NaN}}}', "is not a number"),
+        ('{"cifar10": {"generator.trains": {"pts": 1}}}', "unknown key(s) ['pts']"),
+        ('{"cifar10": {"generator.trains": {"what": "two\\nlines"}}}', "one line of text"),
+        ('{"cifar10": {"generator.trains": 1}}', "expected an object such as"),
+    ],
+)
+def test_a_broken_rubric_file_is_refused_with_what_to_change(tmp_path, capsys, content, message):
+    path = tmp_path / "rubric.json"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(rubric.RubricFileError, match=re.escape(message)):
+        rubric.load_rubric_file(path)
+    nbformat.write(_notebook("def make_generator_model(): ..."), str(tmp_path / "a.ipynb"))
+    assert grading.main([str(tmp_path), "--out", str(tmp_path / "out"), "--rubric", str(path)]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists(), "a broken rubric grades nothing"

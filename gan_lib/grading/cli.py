@@ -21,7 +21,7 @@ from gan_lib.grading.options import (
     GradeOptions,
     Limits,
 )
-from gan_lib.grading.rubric import ASSIGNMENTS
+from gan_lib.grading.rubric import ASSIGNMENTS, RubricFileError, load_rubric_file
 
 
 def _positive(kind: type):
@@ -56,6 +56,12 @@ def _configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
         type=Path,
         default=None,
         help='JSON of per-submission overrides, e.g. {"slow.ipynb": {"cell_timeout": 300}}',
+    )
+    parser.add_argument(
+        "--rubric",
+        type=Path,
+        default=None,
+        help="a course's rubric file (JSON): the points and texts of the items, see docs/grading.md",
     )
     parser.add_argument(
         "--sandbox",
@@ -100,6 +106,11 @@ def cmd_grade(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"grade: error: --limits: {exc}", file=sys.stderr)
         return 2
+    try:
+        assignments = load_rubric_file(args.rubric) if getattr(args, "rubric", None) else dict(ASSIGNMENTS)
+    except RubricFileError as exc:
+        print(f"grade: error: --rubric: {exc}", file=sys.stderr)
+        return 2
     options = GradeOptions(
         out=args.out,
         kind=None if args.kind == "auto" else args.kind,
@@ -116,6 +127,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
         jobs=args.jobs,
         quiet=args.quiet,
         sandbox=getattr(args, "sandbox", "auto"),
+        assignments=assignments,
     )
     try:
         reports = grade(args.submission, options)

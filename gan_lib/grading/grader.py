@@ -38,7 +38,6 @@ from gan_lib.grading.kernel import CONFIG_ENV, KERNEL_NAME
 from gan_lib.grading.options import GradeOptions, Limits
 from gan_lib.grading.report import clean_text, make_report, points_text, render_markdown, write_gradebook
 from gan_lib.grading.rubric import (
-    ASSIGNMENTS,
     DISCRIMINATOR_ITEMS,
     GENERATOR_ITEMS,
     GIF_ITEM_ID,
@@ -145,11 +144,13 @@ def kernel_env(scratch: str, tmp: str, config: dict) -> dict[str, str]:
 class Submission:
     """The folders and processes of one submission's run (see the module docstring)."""
 
-    def __init__(self, path: Path, work: Path, report_dir: Path, kind: str, limits: Limits, isolation) -> None:
+    def __init__(
+        self, path: Path, work: Path, report_dir: Path, assignment: Assignment, limits: Limits, isolation
+    ) -> None:
         self.path = path
         self.work = work
         self.report_dir = report_dir
-        self.assignment: Assignment = ASSIGNMENTS[kind]
+        self.assignment = assignment
         self.limits = limits
         self.isolation: sandbox.Isolation = isolation
         self.scratch = work / "scratch"
@@ -438,10 +439,10 @@ def _du(path: Path, max_files: int = 100_000) -> int:
 
 
 def run_submission(
-    path: Path, work: Path, report_dir: Path, kind: str, limits: Limits, isolation, nb, keep: bool = False
+    path: Path, work: Path, report_dir: Path, assignment: Assignment, limits: Limits, isolation, nb, keep: bool = False
 ) -> dict:
     """Run one notebook walled off, judge its models; the run's record for :func:`make_report`."""
-    submission = Submission(path, work, report_dir, kind, limits, isolation)
+    submission = Submission(path, work, report_dir, assignment, limits, isolation)
     try:
         watched = [path.parent.resolve()]
         before = snapshot(watched, exclude=[report_dir.parent])
@@ -487,7 +488,7 @@ def grade_submission(path: Path, options: GradeOptions, isolation, folder_name: 
             )  # fmt: skip
         else:
             kind = kind_option or detect_kind(nb)
-            if kind not in ASSIGNMENTS:
+            if kind not in options.assignments:
                 report = make_report(
                     name, None, None, limits, sentence, status="unrecognised",
                     message="Which assignment this is could not be told: it defines neither make_generator_model/"
@@ -497,9 +498,10 @@ def grade_submission(path: Path, options: GradeOptions, isolation, folder_name: 
                 )  # fmt: skip
             else:
                 work.mkdir(parents=True)
-                result = run_submission(path.resolve(), work, report_dir, kind, limits, isolation, nb,
+                assignment = options.assignments[kind]
+                result = run_submission(path.resolve(), work, report_dir, assignment, limits, isolation, nb,
                                         options.keep_scratch)  # fmt: skip
-                report = make_report(name, ASSIGNMENTS[kind], result, limits, sentence, **extra)
+                report = make_report(name, assignment, result, limits, sentence, **extra)
     except Exception as exc:
         report = make_report(
             name, None, None, limits, sentence, status="grader-error",

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from gan_lib.grading.rubric import ASSIGNMENTS, Assignment
+
 DEFAULT_CELL_TIMEOUT = 120.0
 DEFAULT_TOTAL_TIMEOUT = 300.0
 DEFAULT_GRADE_TIMEOUT = 120.0
@@ -50,6 +52,7 @@ class GradeOptions:
     jobs: int = 1
     quiet: bool = False
     sandbox: str = "auto"
+    assignments: dict[str, Assignment] = field(default_factory=lambda: dict(ASSIGNMENTS))
 
     def for_submission(self, name: str) -> tuple[Limits, str | None]:
         override = dict(self.overrides.get(name, {}))

@@ -176,7 +176,14 @@ def score(assignment: Assignment, verdicts: dict[str, Sequence], not_graded: str
         verdict = verdicts.get(item.id)
         passed, reason = (bool(verdict[0]), clean_text(verdict[1], 1200)) if verdict else (False, not_graded)
         items.append(
-            {"id": item.id, "points": item.max if passed else 0.0, "max": item.max, "passed": passed, "reason": reason}
+            {
+                "id": item.id,
+                "what": item.what,
+                "points": item.max if passed else 0.0,
+                "max": item.max,
+                "passed": passed,
+                "reason": reason,
+            }
         )
     return items
 
@@ -248,7 +255,9 @@ def render_markdown(report: dict) -> str:
         for item in report["items"]:
             reason = item["reason"].replace("|", "\\|").replace("\n", " ")
             result = f"pass: {reason}" if item["passed"] else "**fail**: see *What to fix*"
-            lines.append(f"| `{item['id']}` | {points_text(item['points'])} / {points_text(item['max'])} | {result} |")
+            what = item.get("what", "").replace("|", "\\|")
+            label = f"`{item['id']}`: {what}" if what else f"`{item['id']}`"
+            lines.append(f"| {label} | {points_text(item['points'])} / {points_text(item['max'])} | {result} |")
         lines.append("")
         lost = [item for item in report["items"] if not item["passed"]]
         if lost:

@@ -1,13 +1,18 @@
 """The rubric: which notebooks are graded, their builders, their items and points.
 
-This module is the one an instructor edits to change what is scored. It imports only the
-standard library, so reading it never starts TensorFlow.
+The items, their checks and default points live here. A course changes points and item texts
+without touching code, in a small JSON file passed with ``--rubric FILE`` (:func:`load_rubric_file`
+checks it and refuses a broken one, saying what is wrong); :func:`rubric_file_text` writes the
+defaults in that form, as a file to start from. Imports only the standard library.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 LATENT_DIM = 100
 NUM_CLASSES = 10
@@ -169,3 +174,75 @@ def detect_kind(nb) -> str | None:
     if cifar != fashion:
         return "cifar10" if cifar else "fashion-cgan"
     return None
+
+
+MAX_ITEM_POINTS = 100.0
+MAX_ITEM_TEXT = 300
+
+
+class RubricFileError(ValueError):
+    """A course's rubric file that cannot be used; the message says where and what to change."""
+
+
+def rubric_file_text(assignments: dict[str, Assignment] | None = None) -> str:
+    """The rubric as a course's rubric file: {kind: {item id: {"points", "what"}}}, indented JSON."""
+    assignments = ASSIGNMENTS if assignments is None else assignments
+    data = {
+        kind: {item.id: {"points": item.max, "what": item.what} for item in assignment.rubric}
+        for kind, assignment in assignments.items()
+    }
+    return json.dumps(data, indent=2) + "\n"
+
+
+def _item_change(where: str, change: object) -> dict:
+    if not isinstance(change, dict):
+        raise RubricFileError(f'{where}: expected an object such as {{"points": 0.5, "what": "..."}}')
+    unknown = sorted(set(change) - {"points", "what"})
+    if unknown:
+        raise RubricFileError(f"{where}: unknown key(s) {unknown}; an item takes only points and what")
+    if "points" in change:
+        points = change["points"]
+        if isinstance(points, bool) or not isinstance(points, (int, float)) or not math.isfinite(points):
+            raise RubricFileError(f"{where}.points: {points!r} is not a number")
+        if not 0 <= points <= MAX_ITEM_POINTS:
+            raise RubricFileError(f"{where}.points: {points} is outside 0 to {MAX_ITEM_POINTS:g}")
+    if "what" in change:
+        what = change["what"]
+        if not isinstance(what, str) or not what.strip() or len(what) > MAX_ITEM_TEXT or "\n" in what:
+            raise RubricFileError(f"{where}.what: give one line of text, at most {MAX_ITEM_TEXT} characters")
+    return change
+
+
+def load_rubric_file(path: Path) -> dict[str, Assignment]:
+    """The assignments with the points and texts of a course's rubric file; raises :class:`RubricFileError`.
+
+    The file holds ``{kind: {item id: {"points": number, "what": text}}}``; kinds, items and keys left
+    out keep their defaults, and an unknown kind, item or key is refused (a typo must not silently
+    leave the default in place).
+    """
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise RubricFileError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+    except ValueError as exc:
+        raise RubricFileError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise RubricFileError(f'{path}: expected an object of assignments, e.g. {{"cifar10": {{...}}}}')
+    assignments = dict(ASSIGNMENTS)
+    for kind, changes in data.items():
+        if kind not in ASSIGNMENTS:
+            raise RubricFileError(f"{path}: unknown assignment {kind!r}; the assignments are {', '.join(ASSIGNMENTS)}")
+        if not isinstance(changes, dict):
+            raise RubricFileError(f"{path}: {kind}: expected an object of items")
+        items = {item.id: item for item in ASSIGNMENTS[kind].rubric}
+        for item_id, change in changes.items():
+            if item_id not in items:
+                raise RubricFileError(f"{path}: {kind}: unknown item {item_id!r}; its items are {', '.join(items)}")
+            change = _item_change(f"{path}: {kind}.{item_id}", change)
+            items[item_id] = replace(
+                items[item_id],
+                max=float(change.get("points", items[item_id].max)),
+                what=str(change.get("what", items[item_id].what)).strip(),
+            )
+        assignments[kind] = replace(ASSIGNMENTS[kind], rubric=tuple(items.values()))
+    return assignments
