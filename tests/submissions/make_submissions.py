@@ -5,6 +5,10 @@ bundled sample (the grader runs them with GAN_LIB_SMOKE=1). Their expected verdi
 expected.json, and the short time limits of the endless ones in limits.json.
 
     .venv/bin/python tests/submissions/make_submissions.py
+
+The attack notebooks (attack_*) are written to do no harm even unsandboxed: they write only test-owned names
+(/tmp/gan-kit-grading-test-*, a canary the test creates) and the --out folders of running graders. Still, grade
+this folder only where bubblewrap works: tests/test_grading.py leaves the attacks out where it does not.
 """
 
 from __future__ import annotations
@@ -360,12 +364,14 @@ while time.time() < deadline:
         for i, word in enumerate(words[:-1]):
             if word == "-f" and words[i + 1].endswith(".json"):
                 found.add(words[i + 1])
-    for path in glob.glob("/tmp/**/kernel-*.json", recursive=True) + glob.glob("/root/.local/share/jupyter/runtime/*.json"):
-        found.add(path)
+    found.update(glob.glob("/tmp/**/kernel-*.json", recursive=True))
+    found.update(glob.glob("/root/.local/share/jupyter/runtime/*.json"))
     time.sleep(1)
 found.discard(mine)
 connected = 0
 for path in found:
+    if "gan-lib-grade-" not in path:  # only the grader's kernels, never another program's
+        continue
     try:
         info = json.load(open(path))
         from jupyter_client import BlockingKernelClient
@@ -373,12 +379,14 @@ for path in found:
         client = BlockingKernelClient()
         client.load_connection_info(info)
         client.start_channels()
-        client.execute("def make_generator():\\n    raise NotImplementedError\\nmake_generator_model = make_generator")
+        client.execute("sibling_was_here = True")
         connected += 1
     except Exception as exc:
         print("could not use", path, type(exc).__name__)
 print(f"other kernels found: {len(found)}; connected: {connected}")"""
 
+# Safe even where it is not sandboxed: it writes only inside the --out folders of running graders (never the
+# repository's notebooks) and only counts the notebooks it can see elsewhere.
 OVERWRITE_REPORTS = """\
 import glob
 import os
@@ -386,31 +394,32 @@ import time
 
 import tensorflow as tf
 
-targets = set()
+outs = set()
 for cmdline in glob.glob("/proc/[0-9]*/cmdline"):
     try:
         words = open(cmdline, "rb").read().decode("utf-8", "replace").split("\\0")
     except OSError:
         continue
-    if "--out" in words[:-1]:
-        targets.add(words[words.index("--out") + 1])
+    if "gan_lib.grading" in words and "--out" in words[:-1]:
+        outs.add(words[words.index("--out") + 1])
+targets = [os.path.join(out, "gan-kit-grading-test-pwned.txt") for out in outs]
+for out in outs:
+    targets += glob.glob(os.path.join(out, "*", "report.md"))
+written = 0
+for path in targets:
+    try:
+        tf.io.write_file(path, "pwned")
+        written += 1
+    except Exception:
+        pass
+visible = 0
 started = time.time()
 for root, dirs, files in os.walk("/"):
-    dirs[:] = [d for d in dirs if os.path.join(root, d) not in ("/proc", "/sys", "/usr", "/dev")]
+    dirs[:] = [d for d in dirs if os.path.join(root, d) not in ("/proc", "/sys", "/usr", "/dev", os.getcwd())]
     if time.time() - started > 15:
         break
-    for name in files:
-        if name in ("report.md", "report.json", "gradebook.csv") or (name.endswith(".ipynb") and root != os.getcwd()):
-            targets.add(os.path.join(root, name))
-written = 0
-for target in sorted(targets):
-    for path in ([target] if not os.path.isdir(target) else [os.path.join(target, "gradebook.csv"), os.path.join(target, "pwned.txt")]):
-        try:
-            tf.io.write_file(path, "pwned")
-            written += 1
-        except Exception:
-            pass
-print(f"report files found outside my folder: {len(targets)}; overwritten: {written}")"""
+    visible += sum(name in ("report.md", "gradebook.csv") or name.endswith(".ipynb") for name in files)
+print(f"grader outputs found: {len(outs)}; overwritten: {written}; reports and notebooks visible: {visible}")"""
 
 ESCAPE = """\
 import ctypes
@@ -621,10 +630,10 @@ SUBMISSIONS = {
     "hostile_delete_outside.ipynb": [
         md("Tries to delete files outside its folder, to start a shell and to fork."),
         code(STUB_BUILDERS),
-        code('import os\n\nos.remove("/etc/passwd")'),
-        code('import shutil\n\nshutil.rmtree("/usr/share/doc")'),
-        code('import os\n\nos.rename("/etc/passwd", "stolen.txt")'),
-        code('import os\n\nos.system("rm -rf /usr/share/doc")'),
+        code('import os\n\nos.remove("/etc/gan-kit-grading-test-victim.txt")'),
+        code('import shutil\n\nshutil.rmtree("/etc/gan-kit-grading-test-victim")'),
+        code('import os\n\nos.rename("/etc/gan-kit-grading-test-victim.txt", "stolen.txt")'),
+        code('import os\n\nos.system("ls /")'),
         code("import os\n\nos.fork()"),
     ],
     # ----- valid variants and further mistakes
@@ -678,12 +687,12 @@ SUBMISSIONS = {
         code(FORGE_EXPORT),
     ],
     "attack_sibling_kernel.ipynb": [
-        md("Looks for the other kernels for 12 s and tries to redefine their builders."),
+        md("Looks for the other grader kernels for 12 s and tries to run code in them."),
         code(STUB_BUILDERS),
         code(SIBLING_KERNEL),
     ],
     "attack_overwrite_reports.ipynb": [
-        md("Looks for --out and every report, gradebook and notebook it can see, and overwrites them from C++."),
+        md("Looks for the grader's --out and tries to overwrite its reports from C++; counts the notebooks it sees."),
         code(STUB_BUILDERS),
         code(OVERWRITE_REPORTS),
     ],
