@@ -49,6 +49,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--pairs", type=int, default=10, help="pairs of runs (each from the end of the last)")
     parser.add_argument("--k", type=int, default=16, help="steps per run")
     parser.add_argument("--steps-per-call", type=int, default=8, help="train_steps stack size; 1: train_step")
+    parser.add_argument(
+        "--b-steps-per-call",
+        type=int,
+        default=None,
+        help="run B's stack size, if not --steps-per-call: checks that k steps in one call equal k calls",
+    )
     parser.add_argument("--off", default="", help=f"comma list of fast-path parts to switch off: {', '.join(PARTS)}")
     parser.add_argument("--no-fast-ops", action="store_true", help="fast_ops=False: Keras' own ops everywhere")
     parser.add_argument("--op-determinism", action="store_true", help="tf.config.experimental.enable_op_determinism")
@@ -64,7 +70,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     unknown = [p for p in args.off if p not in PARTS]
     if unknown:
         parser.error(f"unknown part(s) {unknown}; choose from {', '.join(PARTS)}")
-    if args.k < 1 or args.pairs < 1 or args.steps_per_call < 1:
+    if args.b_steps_per_call is None:
+        args.b_steps_per_call = args.steps_per_call
+    if args.k < 1 or args.pairs < 1 or args.steps_per_call < 1 or args.b_steps_per_call < 1:
         parser.error("--k, --pairs and --steps-per-call must be at least 1")
     return args
 
@@ -251,6 +259,7 @@ def main(argv=None) -> int:
         "precision": args.precision,
         "parts": parts,
         "steps_per_call": args.steps_per_call,
+        "b_steps_per_call": args.b_steps_per_call,
         "op_determinism": args.op_determinism,
         "intra_threads": tf.config.threading.get_intra_op_parallelism_threads(),
         "inter_threads": tf.config.threading.get_inter_op_parallelism_threads(),
@@ -280,6 +289,11 @@ def main(argv=None) -> int:
         if args.seconds is not None and time.perf_counter() - started > args.seconds:
             break
         batches = make_batches(trainer, images, labels, batch_size, args.k, args.steps_per_call, args.seed, pair + 1)
+        b_batches = (
+            batches
+            if args.b_steps_per_call == args.steps_per_call
+            else make_batches(trainer, images, labels, batch_size, args.k, args.b_steps_per_call, args.seed, pair + 1)
+        )
         if tf.io.gfile.exists(snapshot_dir):
             tf.io.gfile.rmtree(snapshot_dir)
         saved = trainer.checkpoint.write(f"{snapshot_dir}/state")
@@ -292,7 +306,7 @@ def main(argv=None) -> int:
         trainer.invalidate_sampler()
         if digest(snapshot_arrays(variables)) != start_digest:
             raise RuntimeError("restoring the saved state did not give back the same bytes; the probe is broken")
-        b_values = run_steps(trainer, batches, args.steps_per_call)
+        b_values = run_steps(trainer, b_batches, args.b_steps_per_call)
         b_arrays = snapshot_arrays(variables)
         t2 = time.perf_counter()
         result = compare(a_arrays, b_arrays, variables, a_values, b_values)
@@ -309,6 +323,7 @@ def main(argv=None) -> int:
                 "end_digest": digest(b_arrays),
                 "seconds_a": round(t1 - t0, 2),
                 "seconds_b": round(t2 - t1, 2),
+                "load_average_1min": round(os.getloadavg()[0], 2),  # other processes on the cores: contention
             }
         )
     emit(
