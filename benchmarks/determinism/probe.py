@@ -209,12 +209,22 @@ def compare(a_arrays, b_arrays, variables, a_values, b_values) -> dict:
         run: int(sum(int(np.sum(~np.isfinite(v))) for v in values.values()))
         for run, values in (("a", a_values), ("b", b_values))
     }
+    around = {}
+    if first_step is not None:  # where the runs part: a small difference growing, or garbage at once
+        steps = range(max(first_step - 1, 0), min(first_step + 3, len(a_values["d_loss"])))
+        around = {
+            f"{run}_{key}": [float(values[key][i]) for i in steps]
+            for run, values in (("a", a_values), ("b", b_values))
+            for key in ("d_loss", "g_loss")
+        }
+        around["steps"] = list(steps)
     return {
         "equal": not differing and first_step is None,
         "differing_variables": len(differing),
         "first_differing_step": first_step,
         "worst": sorted(differing, key=lambda d: -d["max_abs_diff"])[:5],
         "nonfinite_values": nonfinite,
+        "losses_where_they_part": around,
     }
 
 

@@ -14,6 +14,7 @@ probe() {  # label, then probe arguments
 probe default-bf16
 probe default-fp32 --precision fp32
 probe bf16-steps-per-call-1 --steps-per-call 1
+probe bf16-8-per-call-vs-1 --b-steps-per-call 1
 probe bf16-op-determinism --op-determinism
 probe bf16-intra-1 --intra-threads 1
 probe bf16-intra-2 --intra-threads 2
