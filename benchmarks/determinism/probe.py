@@ -1,0 +1,357 @@
+"""Determinism probe for the kit's train step: the same K steps from the same state, twice, compared bit for bit.
+
+Issue 34: three bf16 cGAN runs on an AMD EPYC Zen 5 met a NaN loss that a replay from the same state never
+met again. If the step is deterministic, two runs of K steps from one saved state (weights, optimizer
+moments and counters, the noise RNG, Dropout's seed generators, the EMA copy, BatchNorm statistics) end with
+the same bytes in every variable. A pair that differs is a nondeterministic step, caught long before it
+grows into a NaN.
+
+One probe process builds one configuration (precision, fast-path parts, steps per call, op determinism,
+threads), then runs ``--pairs`` pairs: save the state (``tf.train.Checkpoint`` in memory, as ``train``'s
+retry does), run K steps (run A), record every variable's bytes and each step's losses, restore, run the
+same K steps on the same batches again (run B), compare. The next pair starts from run B's end, so the
+probe also trains: pair p starts at step p·K of a run. The batches are Fashion-MNIST's, in the order
+``train`` uses (``iterate_batch_stacks`` / ``iterate_batches`` for epoch p + 1).
+
+Prints one JSON line per pair and a summary line; ``--out`` appends them to a JSONL file.
+
+    PYTHONPATH=$PWD python benchmarks/determinism/probe.py --precision bf16 --pairs 20 --k 16 \
+        --out benchmarks/determinism/results.jsonl --label default-bf16
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+
+PARTS = (
+    "filter_gradients",
+    "few_channels",
+    "batchnorm",
+    "dropout",
+    "leaky_relu",
+    "bias_gradient",
+    "fused_updates",  # Adam as ResourceApplyAdam and the EMA as ResourceApplyGradientDescent (GANTrainer.fast_ops)
+    "shared_backward",  # D's backward pass on the fakes shared by both gradients (GANTrainer.share_fake_backward)
+)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="fashion-cgan")
+    parser.add_argument("--precision", choices=("bf16", "fp32"), default="bf16")
+    parser.add_argument("--pairs", type=int, default=10, help="pairs of runs (each from the end of the last)")
+    parser.add_argument("--k", type=int, default=16, help="steps per run")
+    parser.add_argument("--steps-per-call", type=int, default=8, help="train_steps stack size; 1: train_step")
+    parser.add_argument(
+        "--b-steps-per-call",
+        type=int,
+        default=None,
+        help="run B's stack size, if not --steps-per-call: checks that k steps in one call equal k calls",
+    )
+    parser.add_argument("--off", default="", help=f"comma list of fast-path parts to switch off: {', '.join(PARTS)}")
+    parser.add_argument("--no-fast-ops", action="store_true", help="fast_ops=False: Keras' own ops everywhere")
+    parser.add_argument("--op-determinism", action="store_true", help="tf.config.experimental.enable_op_determinism")
+    parser.add_argument("--intra-threads", type=int, default=0, help="intra-op threads (0: TensorFlow's default)")
+    parser.add_argument("--inter-threads", type=int, default=0, help="inter-op threads (0: TensorFlow's default)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the model's (128 for fashion-cgan)")
+    parser.add_argument("--seconds", type=float, default=None, help="stop starting new pairs after this long")
+    parser.add_argument("--out", default=None, help="append the JSON lines to this file")
+    parser.add_argument("--label", default=None, help="a name for this configuration in the output")
+    args = parser.parse_args(argv)
+    args.off = [p for p in args.off.split(",") if p]
+    unknown = [p for p in args.off if p not in PARTS]
+    if unknown:
+        parser.error(f"unknown part(s) {unknown}; choose from {', '.join(PARTS)}")
+    if args.b_steps_per_call is None:
+        args.b_steps_per_call = args.steps_per_call
+    if args.k < 1 or args.pairs < 1 or args.steps_per_call < 1 or args.b_steps_per_call < 1:
+        parser.error("--k, --pairs and --steps-per-call must be at least 1")
+    return args
+
+
+def configure_tensorflow(args):
+    """Threads and op determinism must be set before TensorFlow runs anything."""
+    import tensorflow as tf
+
+    if args.intra_threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.intra_threads)
+    if args.inter_threads:
+        tf.config.threading.set_inter_op_parallelism_threads(args.inter_threads)
+    if args.op_determinism:
+        tf.config.experimental.enable_op_determinism()
+    return tf
+
+
+def build_trainer(args):
+    """The kit's trainer for the model, on its default path unless parts are switched off.
+
+    With nothing switched off it is exactly ``runs.build_trainer(..., fast_ops=True)``, the path
+    ``gan-lib train`` takes. With parts off it is built with ``fast_ops=False`` and the remaining parts are
+    switched on by hand, as ``GANTrainer`` would (the step is traced on first call, after this).
+    Returns (trainer, spec, parts actually used).
+    """
+    import tensorflow as tf
+
+    from gan_lib import fastpath, runs, specs
+
+    spec = specs.get_spec(args.model)
+    recipe = spec.recipe
+    keras_seed(args.seed)
+    on_cpu = not tf.config.list_logical_devices("GPU")
+    compute_dtype = "bfloat16" if args.precision == "bf16" else "float32"
+    if args.no_fast_ops:
+        trainer = runs.build_trainer(spec, recipe=recipe, precision=args.precision, seed=args.seed, fast_ops=False)
+        return trainer, spec, dict.fromkeys(PARTS, False)
+    parts = {**fastpath.default_parts(compute_dtype, on_cpu), "fused_updates": True, "shared_backward": True}
+    if not args.off:
+        trainer = runs.build_trainer(spec, recipe=recipe, precision=args.precision, seed=args.seed, fast_ops=True)
+        parts["shared_backward"] = trainer.fake_taps is not None
+        return trainer, spec, parts
+    for part in args.off:
+        parts[part] = False
+    trainer = runs.build_trainer(spec, recipe=recipe, precision=args.precision, seed=args.seed, fast_ops=False)
+    layer_parts = {name: parts[name] for name in fastpath.LAYER_PARTS}
+    for model in (trainer.generator, trainer.discriminator):
+        fastpath.use_fast_ops(model, **layer_parts)
+    trainer.fast_ops = parts["fused_updates"]
+    trainer.share_fake_backward(parts["shared_backward"])
+    parts["shared_backward"] = trainer.fake_taps is not None
+    return trainer, spec, parts
+
+
+def keras_seed(seed: int) -> None:
+    import keras
+
+    keras.utils.set_random_seed(seed)
+
+
+def state_variables(trainer) -> list:
+    """Every variable a train step writes: networks, optimizers, EMA copy, noise RNG, Dropout seeds, counters."""
+    from gan_lib.training import _seed_states
+
+    found = []
+    for group in (
+        trainer.generator.variables,
+        trainer.discriminator.variables,
+        trainer.g_optimizer.variables,
+        trainer.d_optimizer.variables,
+        trainer.ema_generator.variables if trainer.ema_generator is not None else [],
+        [trainer.noise_rng.state, trainer.epoch, trainer.ema_steps],
+        _seed_states(trainer.discriminator) + _seed_states(trainer.generator),
+    ):
+        found.extend(group)
+    seen, unique = set(), []
+    for variable in found:  # the EMA copy and G share no variables, but be safe about repeats
+        key = id(variable)
+        if key not in seen:
+            seen.add(key)
+            unique.append(variable)
+    return unique
+
+
+def variable_name(variable) -> str:
+    return getattr(variable, "path", None) or getattr(variable, "name", "?")
+
+
+def snapshot_arrays(variables) -> list:
+    import numpy as np
+
+    return [np.array(v.numpy() if hasattr(v, "numpy") else v, copy=True) for v in variables]
+
+
+def digest(arrays) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(a.tobytes())
+    return h.hexdigest()[:16]
+
+
+def make_batches(trainer, images, labels, batch_size, k, steps_per_call, seed, epoch):
+    """The first k batches of ``epoch`` as ``train`` feeds them: stacks for train_steps, or single batches."""
+    from gan_lib.data import iterate_batch_stacks, iterate_batches
+
+    if steps_per_call > 1:
+        return list(iterate_batch_stacks(images, labels, batch_size, steps_per_call, seed=seed, epoch=epoch, steps=k))
+    return list(iterate_batches(images, labels, batch_size, seed=seed, epoch=epoch, steps=k))
+
+
+def run_steps(trainer, batches, steps_per_call):
+    """Run the batches; returns each step's values as a dict of float32 arrays (k,)."""
+    import numpy as np
+
+    run = trainer.train_steps if steps_per_call > 1 else trainer.train_step
+    outputs = [run(*b) if trainer.conditional else run(b) for b in batches]
+    return {key: np.concatenate([np.ravel(np.asarray(o[key], np.float32)) for o in outputs]) for key in outputs[0]}
+
+
+def compare(a_arrays, b_arrays, variables, a_values, b_values) -> dict:
+    import numpy as np
+
+    differing = []
+    for variable, a, b in zip(variables, a_arrays, b_arrays):
+        if a.tobytes() != b.tobytes():
+            diff = float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) if a.size else 0.0
+            differing.append({"name": variable_name(variable), "max_abs_diff": diff, "count": int(np.sum(a != b))})
+    first_step = None
+    for key in a_values:
+        unequal = np.flatnonzero(a_values[key].view(np.uint32) != b_values[key].view(np.uint32))
+        if unequal.size:
+            first_step = int(unequal[0]) if first_step is None else min(first_step, int(unequal[0]))
+    nonfinite = {
+        run: int(sum(int(np.sum(~np.isfinite(v))) for v in values.values()))
+        for run, values in (("a", a_values), ("b", b_values))
+    }
+    around = {}
+    if first_step is not None:  # where the runs part: a small difference growing, or garbage at once
+        steps = range(max(first_step - 1, 0), min(first_step + 3, len(a_values["d_loss"])))
+        around = {
+            f"{run}_{key}": [float(values[key][i]) for i in steps]
+            for run, values in (("a", a_values), ("b", b_values))
+            for key in ("d_loss", "g_loss")
+        }
+        around["steps"] = list(steps)
+    return {
+        "equal": not differing and first_step is None,
+        "differing_variables": len(differing),
+        "first_differing_step": first_step,
+        "worst": sorted(differing, key=lambda d: -d["max_abs_diff"])[:5],
+        "nonfinite_values": nonfinite,
+        "losses_where_they_part": around,
+    }
+
+
+def machine() -> dict:
+    info = {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            text = f.read()
+        first = text.split("\n\n")[0]
+        fields = dict(line.split(":", 1) for line in first.splitlines() if ":" in line)
+        fields = {k.strip(): v.strip() for k, v in fields.items()}
+        info.update(
+            {
+                "cpu": fields.get("model name"),
+                "family": fields.get("cpu family"),
+                "model": fields.get("model"),
+                "avx512_bf16": "avx512_bf16" in fields.get("flags", ""),
+                "amx_bf16": "amx_bf16" in fields.get("flags", ""),
+            }
+        )
+    except OSError:
+        pass
+    return info
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    tf = configure_tensorflow(args)
+    from gan_lib import runs
+
+    trainer, spec, parts = build_trainer(args)
+    batch_size = args.batch_size or spec.batch_size
+    dataset = runs.load_training_data(spec)
+    images = dataset.x_train
+    labels = dataset.y_train if spec.conditional else None
+    variables = state_variables(trainer)
+    header = {
+        "label": args.label,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model": args.model,
+        "recipe": trainer.recipe.name,
+        "precision": args.precision,
+        "parts": parts,
+        "steps_per_call": args.steps_per_call,
+        "b_steps_per_call": args.b_steps_per_call,
+        "op_determinism": args.op_determinism,
+        "intra_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+        "inter_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+        "k": args.k,
+        "batch_size": batch_size,
+        "seed": args.seed,
+        "data_source": dataset.source,
+        "data_is_sample": dataset.is_sample,
+        "num_variables": len(variables),
+        "tensorflow": tf.__version__,
+        "onednn_env": {k: v for k, v in os.environ.items() if k.startswith(("ONEDNN", "DNNL", "TF_ENABLE_ONEDNN"))},
+        "machine": machine(),
+        "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
+    }
+    lines = []
+
+    def emit(record):
+        text = json.dumps(record, sort_keys=False)
+        print(text, flush=True)
+        lines.append(text)
+
+    emit({"header": header})
+    snapshot_dir = "ram://determinism-probe"
+    started = time.perf_counter()
+    pairs_done = mismatches = 0
+    for pair in range(args.pairs):
+        if args.seconds is not None and time.perf_counter() - started > args.seconds:
+            break
+        batches = make_batches(trainer, images, labels, batch_size, args.k, args.steps_per_call, args.seed, pair + 1)
+        b_batches = (
+            batches
+            if args.b_steps_per_call == args.steps_per_call
+            else make_batches(trainer, images, labels, batch_size, args.k, args.b_steps_per_call, args.seed, pair + 1)
+        )
+        if tf.io.gfile.exists(snapshot_dir):
+            tf.io.gfile.rmtree(snapshot_dir)
+        saved = trainer.checkpoint.write(f"{snapshot_dir}/state")
+        start_digest = digest(snapshot_arrays(variables))
+        t0 = time.perf_counter()
+        a_values = run_steps(trainer, batches, args.steps_per_call)
+        a_arrays = snapshot_arrays(variables)
+        t1 = time.perf_counter()
+        trainer.checkpoint.read(saved).assert_consumed()
+        trainer.invalidate_sampler()
+        if digest(snapshot_arrays(variables)) != start_digest:
+            raise RuntimeError("restoring the saved state did not give back the same bytes; the probe is broken")
+        b_values = run_steps(trainer, b_batches, args.b_steps_per_call)
+        b_arrays = snapshot_arrays(variables)
+        t2 = time.perf_counter()
+        result = compare(a_arrays, b_arrays, variables, a_values, b_values)
+        pairs_done += 1
+        mismatches += not result["equal"]
+        emit(
+            {
+                "label": args.label,
+                "pair": pair,
+                "start_step": pair * args.k,
+                **result,
+                "d_loss_last": float(b_values["d_loss"][-1]),
+                "g_loss_last": float(b_values["g_loss"][-1]),
+                "end_digest": digest(b_arrays),
+                "seconds_a": round(t1 - t0, 2),
+                "seconds_b": round(t2 - t1, 2),
+                "load_average_1min": round(os.getloadavg()[0], 2),  # other processes on the cores: contention
+            }
+        )
+    emit(
+        {
+            "summary": True,
+            "label": args.label,
+            "pairs": pairs_done,
+            "mismatched_pairs": mismatches,
+            "compared_steps": pairs_done * args.k,
+            "executed_steps": 2 * pairs_done * args.k,
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+    )
+    if args.out:
+        with open(args.out, "a") as f:
+            f.write("\n".join(lines) + "\n")
+    return 1 if mismatches else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
