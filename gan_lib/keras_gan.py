@@ -119,7 +119,8 @@ class GAN(keras.Model):
                     finished.append(self.history)
                 print(
                     f"non-finite loss at epoch {error.epoch}, step {error.step}; "
-                    f"retrying epoch {error.epoch} once from its start."
+                    f"retrying epoch {error.epoch} once from its start.",
+                    flush=True,  # reaches a log file before the replay starts
                 )
                 kwargs["initial_epoch"] = error.epoch - 1  # fit() counts epochs from 0
         for earlier in reversed(finished):  # one History for the whole call, as a fit() without a retry returns
