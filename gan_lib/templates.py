@@ -46,6 +46,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from gan_lib.io import atomic_write_text
+
 BEGIN_SOLUTION = "BEGIN SOLUTION"
 END_SOLUTION = "END SOLUTION"
 TEXT_STUB = "YOUR ANSWER HERE"
@@ -244,8 +246,6 @@ def write_templates(
     All templates are rendered before the first is written, so a bad notebook or
     ``install_source`` leaves the folder as it was.
     """
-    from gan_lib.io import atomic_write_text
-
     src = Path(src_dir) if src_dir is not None else repo_notebooks_dir()
     out = Path(out_dir) if out_dir is not None else src / "student"
     texts = {name: render_template(src / name, install_source) for name in names}
