@@ -1,10 +1,13 @@
 """gan_lib: the library behind the gan-kit notebooks.
 
-One module per concern: :mod:`~gan_lib.data` (datasets and pipelines),
-:mod:`~gan_lib.models` (generator and discriminator builders),
-:mod:`~gan_lib.losses`, :mod:`~gan_lib.training` (train step and loop),
-:mod:`~gan_lib.viz` (grids, GIFs, curves), :mod:`~gan_lib.runs` (run folders)
-and :mod:`~gan_lib.cli` (the ``gan-lib`` command).
+The course library, one module per concern: :mod:`~gan_lib.data` (datasets and
+pipelines), :mod:`~gan_lib.models` (generator and discriminator builders),
+:mod:`~gan_lib.losses`, :mod:`~gan_lib.training` (train step, trainer and loop),
+:mod:`~gan_lib.viz` (grids, GIFs, curves), :mod:`~gan_lib.metrics`,
+:mod:`~gan_lib.runs` (run folders) and :mod:`~gan_lib.cli` (the ``gan-lib``
+command). The speed lab sits apart: the fast kernels behind one door under
+training (:mod:`gan_lib.training.fast`), the measuring tools in :mod:`gan_lib.lab`.
+Which module uses which: ``docs/architecture.md``.
 
 The names below are exported lazily (PEP 562): ``import gan_lib.io`` or
 ``import gan_lib.grading`` does not load TensorFlow; ``gan_lib.train`` does, on
@@ -26,7 +29,7 @@ _EXPORTS = {
     "build_discriminator": "gan_lib.models",
     "build_generator": "gan_lib.models",
     "default_run_dir": "gan_lib.runs",
-    "smoke_mode": "gan_lib.runs",
+    "smoke_mode": "gan_lib.smoke",
     "train_model": "gan_lib.runs",
     "GANTrainer": "gan_lib.training",
     "gan_train_step": "gan_lib.training",

@@ -1,6 +1,6 @@
 """The ``gan-lib`` command line.
 
-gan-lib train mnist|cifar10|fashion-cgan|faces [--epochs N] [--out DIR] [--checkpoint-every N]
+gan-lib train mnist|cifar10|fashion-cgan|faces [--epochs N | --steps N] [--out DIR] [--checkpoint-every N]
                                          [--limit N] [--seed S] [--data-dir DIR]
 gan-lib sample RUN_DIR --n N --out FILE.npz
 """
@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
+
+import numpy as np
 
 
 def _positive_int(text: str) -> int:
@@ -30,6 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a model into a run folder (resumes if it has a checkpoint)")
     train.add_argument("model", choices=list(MODEL_SPECS))
     train.add_argument("--epochs", type=_positive_int, default=None, help="total epochs (default: the assignment's)")
+    train.add_argument(
+        "--steps", type=_positive_int, default=None,
+        help="a budget in train steps instead of --epochs: whole epochs of the data found, at least this many steps",
+    )  # fmt: skip
     train.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<model>)")
     train.add_argument("--checkpoint-every", type=_positive_int, default=15, help="epochs between checkpoints")
     train.add_argument("--limit", type=_positive_int, default=None, help="use only the first N training images")
@@ -48,8 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--precision", choices=PRECISIONS, default="auto",
                        help="auto: bf16 where a one-off probe finds it faster on this CPU, and on recent GPUs; else fp32")  # fmt: skip
     train.add_argument("--no-fast-ops", action="store_true",
-                       help="train on Keras' own BatchNorm, Adam update, conv gradients and Dropout masks, not gan_lib.fastpath's, "
-                       "with D's backward pass on the fakes run twice (no gan_lib.shared_backward)")  # fmt: skip
+                       help="train on Keras' own BatchNorm, Adam update, conv gradients and Dropout masks, not gan_lib.training.fast's, "
+                       "with D's backward pass on the fakes run twice")  # fmt: skip
     train.add_argument("--metrics-every", type=int, default=5, help="epochs between quality metrics (0: never)")
     train.add_argument("--tensorboard", action="store_true", help="also log to RUN_DIR/tensorboard")
     train.add_argument(
@@ -79,8 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--no-fast-ops",
         action="store_true",
-        help="time our step on Keras' own ops (gan_lib.fastpath and gan_lib.shared_backward off)",
+        help="time our step on Keras' own ops (gan_lib.training.fast off)",
     )
+    bench.add_argument("--plain-layers", action="store_true",
+                       help="leave the networks' layers as Keras wrote them, as the trainer treats a network written "
+                       "in a notebook (fused Adam and the shared backward pass stay on)")  # fmt: skip
     bench.add_argument("--batch-size", type=_positive_int, default=None)
     bench.add_argument("--steps", type=_positive_int, default=10, help="steps per timed repeat")
     bench.add_argument("--repeats", type=_positive_int, default=3, help="interleaved repeats (at least 3)")
@@ -132,7 +142,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from gan_lib.bench import format_report, run_bench
+    from gan_lib.lab.bench import format_report, run_bench
 
     if args.to_quality:
         return cmd_time_to_quality(args)
@@ -145,16 +155,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
         peer=args.peer,
         nets=args.nets,
         fast_ops=not args.no_fast_ops,
+        fast_layers=False if args.plain_layers else None,
     )
     print(format_report(result))
     return 0
 
 
 def cmd_time_to_quality(args: argparse.Namespace) -> int:
-    import tempfile
-
-    from gan_lib import time_to_quality as ttq
     from gan_lib.io import atomic_write_json
+    from gan_lib.lab import time_to_quality as ttq
 
     result = ttq.time_to_quality(
         args.model, baseline=args.baseline, max_epochs=args.max_epochs, data_dir=args.data_dir,
@@ -196,14 +205,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         strategy=args.strategy,
         nets=args.nets,
         fast_ops=not args.no_fast_ops,
+        steps=args.steps,
     )
     print(f"run folder: {run_dir} ({len(history)} epochs in history.json; GIF: {run_dir / 'progress.gif'})")
     return 0
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from gan_lib.io import atomic_path
     from gan_lib.runs import sample_run
 

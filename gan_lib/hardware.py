@@ -5,7 +5,7 @@ in it. Whether it is *faster* depends on the CPU, and the flags alone do not
 tell: AMD Zen 4/5 run AVX512-BF16 dot products on two pipes and train about
 1.4x faster in bf16, but an Intel Xeon whose hypervisor hides AMX (flags
 ``avx512_bf16`` without ``amx_bf16``) has one bf16 port against two fp32 FMA
-ports, and trained 0.6x as fast in bf16 as in fp32 (measured, see README).
+ports, and trained 0.6x as fast in bf16 as in fp32 (measured, see docs/speed.md).
 So on a CPU with a bf16 ISA, ``auto`` *measures*: it times a convolution's
 forward and backward pass in both precisions, interleaved, and keeps bf16 only
 when it wins by 10% or more. The answer is cached per CPU and TensorFlow
@@ -22,10 +22,14 @@ import hashlib
 import json
 import os
 import platform
+import statistics
 import time
+import warnings
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
+
+from gan_lib.io import atomic_write_json
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 POLICIES = {"fp32": None, "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
@@ -82,8 +86,6 @@ _WARNED_CAPS: set[str] = set()  # unknown caps already warned about: once per pr
 
 
 def _warn_unknown_cap(name: str, value: str) -> None:
-    import warnings
-
     if value in _WARNED_CAPS:
         return
     _WARNED_CAPS.add(value)
@@ -168,8 +170,6 @@ def probe_bf16_speedup(batch_size: int = 64, repeats: int = 4) -> float:
     kit's models. The two precisions are timed in turn, ``repeats`` times, and
     the medians compared, so a busy second core disturbs both alike.
     """
-    import statistics
-
     import keras
     import tensorflow as tf
 
@@ -224,8 +224,6 @@ def cached_measurement(name: str, probe: Callable[[], float]) -> float:
     value = probe()
     cached[key] = {**entry, name: round(value, 3), "measured": time.strftime("%Y-%m-%d %H:%M:%S")}
     try:
-        from gan_lib.io import atomic_write_json
-
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(path, cached)
     except OSError:

@@ -30,8 +30,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from gan_lib import fastpath, losses, shared_backward, viz
-from gan_lib.training import NonFiniteLossError, gan_train_step, grid_inputs
+from gan_lib import losses, metrics, viz
+from gan_lib.sampling import grid_inputs
+from gan_lib.training import NonFiniteLossError, fast, fast_layer_networks, gan_train_step
 
 
 class GAN(keras.Model):
@@ -40,9 +41,10 @@ class GAN(keras.Model):
     Tracks ``d_loss``, ``g_loss``, ``d_real_acc`` and ``d_fake_acc`` as
     ``keras.metrics.Mean`` (reset every epoch, so the logs are epoch means).
     Noise comes from a ``tf.random.Generator`` seeded with ``seed`` and kept
-    as model state, so ``BackupAndRestore`` resumes it too. ``fast_ops``:
-    switch both networks to :mod:`gan_lib.fastpath` and share D's backward pass on the fakes
-    (:mod:`gan_lib.shared_backward`) where it applies, as ``GANTrainer`` does.
+    as model state, so ``BackupAndRestore`` resumes it too. ``fast_ops`` and ``fast_layers``: as for
+    ``GANTrainer`` (:mod:`gan_lib.training.fast`): Adam fused and D's backward pass on the fakes shared
+    where it applies; the layers of the kit's own networks (None), of both (True) or of neither (False)
+    switched to the fast kernels.
     """
 
     def __init__(
@@ -54,15 +56,16 @@ class GAN(keras.Model):
         seed: int = 0,
         label_smoothing: float = 0.0,
         fast_ops: bool = True,
+        fast_layers: bool | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
         losses.check_discriminator_outputs_logits(discriminator)
-        if fast_ops:  # as GANTrainer does: the same arithmetic on faster kernels (gan_lib.fastpath)
-            fastpath.prepare_for_training(generator, discriminator)
+        if fast_ops:  # as GANTrainer does: the same arithmetic on faster kernels (gan_lib.training.fast)
+            fast.prepare_for_training(*fast_layer_networks(generator, discriminator, fast_layers))
         self.fast_ops = fast_ops
         # A plain object, not a layer, so Keras does not track D's layers a second time through it.
-        self._fake_taps = shared_backward.fake_taps(discriminator) if fast_ops else None
+        self._fake_taps = fast.fake_taps(discriminator) if fast_ops else None
         self.generator = generator
         self.discriminator = discriminator
         self.latent_dim = latent_dim
@@ -254,8 +257,6 @@ class MetricsCallback(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is None or (epoch + 1) % self.every and epoch != 0:
             return
-        from gan_lib import metrics
-
         result = metrics.evaluate_generator(
             self.gan.generator, self.dataset, self.real_test, self.n, self.gan.num_classes
         )

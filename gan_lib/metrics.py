@@ -35,8 +35,11 @@ from typing import Any
 
 import keras
 import numpy as np
+from keras import layers
 
 from gan_lib.data import to_uint8
+from gan_lib.sampling import generate_images
+from gan_lib.smoke import smoke_mode
 
 CLASSIFIER_DIR = Path(
     os.environ.get("GAN_LIB_CLASSIFIER_DIR", Path(__file__).resolve().parent / "assets" / "classifiers")
@@ -105,8 +108,6 @@ def build_classifier(image_shape: tuple[int, int, int], num_classes: int = 10, w
     Then Flatten, Dropout, Dense(128, relu, name="features"), Dropout, Dense(num_classes).
     Inputs are images in [-1, 1]. Returns logits.
     """
-    from keras import layers
-
     inputs = keras.Input(image_shape, name="image")
     x = inputs
     for width in widths:
@@ -230,8 +231,6 @@ def evaluate_generator(
 
     For a cGAN (``num_classes`` set) the labels cycle 0..num_classes-1, so every class gets n/num_classes samples.
     """
-    from gan_lib.training import generate_images
-
     latent_dim = generator.inputs[0].shape[-1]
     noise = np.random.default_rng([seed, 31337]).standard_normal((n, latent_dim)).astype(np.float32)
     labels = None if num_classes is None else (np.arange(n) % num_classes).astype(np.int32)
@@ -274,8 +273,6 @@ def epoch_metrics_callback(trainer, dataset: str, real_test: np.ndarray, every: 
 def training_callbacks(trainer, dataset: str, real_test: np.ndarray, every: int = 5, n: int = TRAINING_N) -> list:
     """The metric hooks for ``train(..., epoch_callbacks=...)``: one when ``dataset``'s classifier ships with
     the kit, none otherwise or in smoke mode (where a few steps give nothing worth measuring)."""
-    from gan_lib.runs import smoke_mode
-
     if smoke_mode() or not classifier_path(dataset).exists():
         return []
     return [epoch_metrics_callback(trainer, dataset, real_test, every=every, n=n)]

@@ -194,7 +194,7 @@ def build_generator(
         )(x)
         images = layers.Activation("tanh", dtype="float32", name="tanh")(x)
         default = "conditional_generator" if num_classes is not None else "generator"
-        return keras.Model(inputs if num_classes is not None else noise, images, name=name or default)
+        return _kit_built(keras.Model(inputs if num_classes is not None else noise, images, name=name or default))
 
 
 def build_discriminator(
@@ -246,7 +246,26 @@ def build_discriminator(
         x = layers.Flatten()(x)
         logits = layers.Dense(1, dtype="float32", kernel_initializer=init, name="logit")(x)
         default = "conditional_discriminator" if num_classes is not None else "discriminator"
-        return keras.Model(inputs if num_classes is not None else image, logits, name=name or default)
+        return _kit_built(keras.Model(inputs if num_classes is not None else image, logits, name=name or default))
+
+
+# The attribute that marks a network made by this module's builders. A plain Python attribute on the model object:
+# Keras does not save it, and ``clone_model`` or a loaded ``.keras`` file is an unmarked network.
+_KIT_BUILT = "_gan_kit_built"
+
+
+def _kit_built(model: keras.Model) -> keras.Model:
+    setattr(model, _KIT_BUILT, True)
+    return model
+
+
+def built_by_kit(model: keras.Model) -> bool:
+    """Whether ``model`` came from :func:`build_generator` or :func:`build_discriminator` (not a network of one's own).
+
+    The trainers switch the layers of the kit's own networks to the fast path
+    (:mod:`gan_lib.training.fast`) and leave every other network's layers as written, unless asked.
+    """
+    return bool(getattr(model, _KIT_BUILT, False))
 
 
 def count_params(model: keras.Model) -> int:

@@ -18,6 +18,7 @@ A run folder holds everything one training run writes::
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -25,24 +26,20 @@ from typing import Any
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from gan_lib import data as data_lib
-from gan_lib import hardware, metrics
+from gan_lib import distribute, hardware, metrics, training
 from gan_lib.checks import InputError
 from gan_lib.io import atomic_write_json
+from gan_lib.run_folder import REFERENCE_DIR as REFERENCE_DIR  # re-exported: notebooks and scripts read it here
+from gan_lib.run_folder import load_history as load_history  # re-exported
+from gan_lib.run_folder import load_run_config
+from gan_lib.run_folder import reference_run as reference_run  # re-exported
+from gan_lib.sampling import generate_images
+from gan_lib.smoke import SMOKE_BATCH, SMOKE_LIMIT, smoke_mode
+from gan_lib.smoke import SMOKE_ENV as SMOKE_ENV  # re-exported
 from gan_lib.specs import ModelSpec, get_recipe, get_spec
-
-REFERENCE_DIR = Path(
-    os.environ.get("GAN_LIB_REFERENCE_DIR", Path(__file__).resolve().parent / "assets" / "reference")
-)
-SMOKE_ENV = "GAN_LIB_SMOKE"
-SMOKE_LIMIT = 512
-SMOKE_BATCH = 64
-
-
-def smoke_mode() -> bool:
-    """True when ``GAN_LIB_SMOKE=1``: notebooks and commands shrink to a seconds-long run."""
-    return os.environ.get(SMOKE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def default_run_dir(name: str, base: str | os.PathLike = "runs") -> Path:
@@ -50,19 +47,6 @@ def default_run_dir(name: str, base: str | os.PathLike = "runs") -> Path:
     if smoke_mode():
         return Path(tempfile.mkdtemp(prefix=f"gan-lib-smoke-{name}-"))
     return Path(base) / name
-
-
-def reference_run(name: str) -> Path | None:
-    """The kit's reference run folder of model ``name`` (``gan_lib/assets/reference/<name>/``), or None.
-
-    None when this copy of the kit ships no reference for the model (a pip
-    install without the repository's ``assets/``, or a run not yet published).
-    A reference is a lean run folder: ``progress.gif``, ``history.json`` with
-    metrics every epoch, ``generator.keras`` and ``metrics.json``.
-    """
-    get_spec(name)  # an unknown model name is an error, not "no reference"
-    folder = REFERENCE_DIR / name
-    return folder if (folder / "history.json").exists() else None
 
 
 def load_training_data(
@@ -127,24 +111,32 @@ def run_nets(config: dict[str, Any]) -> str:
     return config.get("nets", "default")
 
 
-def build_trainer(spec: ModelSpec, *, recipe: str, precision: str, seed: int, strategy=None, fast_ops: bool = True):
+def build_trainer(
+    spec: ModelSpec,
+    *,
+    recipe: str,
+    precision: str,
+    seed: int,
+    strategy=None,
+    fast_ops: bool = True,
+    fast_layers: bool | None = None,
+):
     """A fresh :class:`~gan_lib.training.GANTrainer` for ``spec``'s networks (``spec.with_nets`` picks them).
 
-    ``fast_ops``: as for the trainer (:mod:`gan_lib.fastpath`); False trains on Keras' own ops.
+    ``fast_ops`` and ``fast_layers``: as for the trainer (:mod:`gan_lib.training.fast`); ``fast_ops=False``
+    trains on Keras' own ops, ``fast_layers=False`` leaves the layers as Keras wrote them, as the trainer
+    treats a network written in a notebook.
 
     Under a ``tf.distribute`` strategy the networks are built in its scope,
     with synchronised BatchNorm (see :mod:`gan_lib.distribute`).
     """
-    from gan_lib import distribute
-    from gan_lib.training import GANTrainer
-
     with distribute.strategy_scope(strategy):
         sync = strategy is not None
         generator = spec.build_generator(precision=precision, synchronized_batchnorm=sync, recipe=recipe)
         discriminator = spec.build_discriminator(precision, synchronized_batchnorm=sync)
-    return GANTrainer(
+    return training.GANTrainer(
         generator, discriminator, recipe=recipe, latent_dim=spec.latent_dim, num_classes=spec.num_classes,
-        seed=seed, strategy=strategy, fast_ops=fast_ops,
+        seed=seed, strategy=strategy, fast_ops=fast_ops, fast_layers=fast_layers,
     )  # fmt: skip
 
 
@@ -167,6 +159,7 @@ def train_model(
     strategy: str = "default",
     nets: str = "default",
     fast_ops: bool = True,
+    steps: int | None = None,
 ):
     """Train model ``name`` ("mnist", "cifar10", "fashion-cgan", "faces") into a run folder.
 
@@ -180,11 +173,10 @@ def train_model(
     ``strategy``: "default" (one device), "mirrored" (all local GPUs) or
     "multiworker" (every machine runs the same command with its own
     ``TF_CONFIG``); ``batch_size`` is then the global batch. See :mod:`gan_lib.distribute`.
-    ``fast_ops``: :mod:`gan_lib.fastpath` on (the default) or off; recorded in ``config.json``.
+    ``fast_ops``: :mod:`gan_lib.training.fast` on (the default) or off; recorded in ``config.json``.
+    ``steps``: a budget in train steps instead of ``epochs``: as many whole epochs of the data found as
+    reach it (at least one), so a budget means the same work on the full dataset and on the bundled sample.
     """
-    from gan_lib import distribute
-    from gan_lib.training import train
-
     dist = distribute.make_strategy(strategy)  # first: a multi-worker strategy must exist before other TF work
     spec = get_spec(name).with_nets(nets)  # an unknown name fails before any work
     run_dir = Path(out) if out is not None else default_run_dir(name)
@@ -192,16 +184,22 @@ def train_model(
     # A run resumes with the recipe it started with, even after the model's default changed.
     recipe = recipe or previous.get("recipe") or spec.recipe
     get_recipe(recipe)
+    if steps is not None and (epochs is not None or steps < 1):
+        raise InputError(f"give a positive --steps or --epochs, not both (got steps={steps}, epochs={epochs}).")
     precision = hardware.resolve_precision(precision)
     keras.utils.set_random_seed(seed)
     if smoke_mode():
         epochs = 1 if epochs is None else min(epochs, 1)
         limit = min(limit or SMOKE_LIMIT, SMOKE_LIMIT)
         batch_size = min(batch_size or SMOKE_BATCH, SMOKE_BATCH)
-    epochs = spec.epochs if epochs is None else epochs
     batch_size = batch_size or spec.batch_size
     run_dir.mkdir(parents=True, exist_ok=True)
     dataset = load_training_data(spec, data_dir=data_dir, limit=limit)
+    if steps is not None:
+        epochs = max(1, math.ceil(steps / max(1, len(dataset.x_train) // batch_size)))
+        if smoke_mode():
+            epochs = 1
+    epochs = spec.epochs if epochs is None else epochs
     write_config(
         run_dir,
         {
@@ -212,6 +210,7 @@ def train_model(
             "fast_ops": fast_ops,
             "seed": seed,
             "epochs": epochs,
+            "steps_budget": steps,
             "batch_size": batch_size,
             "latent_dim": spec.latent_dim,
             "num_classes": spec.num_classes,
@@ -230,29 +229,13 @@ def train_model(
     if metrics_every and metrics.classifier_path(spec.dataset).exists() and not smoke_mode():
         callbacks.append(metrics.epoch_metrics_callback(trainer, spec.dataset, dataset.x_test, every=metrics_every))
     callbacks += list(epoch_callbacks)
-    history = train(
+    history = training.train(
         trainer, dataset.x_train, dataset.y_train if spec.conditional else None,
         epochs=epochs, run_dir=run_dir, batch_size=batch_size, checkpoint_every=checkpoint_every,
         grid=spec.grid, class_names=dataset.class_names, verbose=verbose, epoch_callbacks=callbacks,
         tensorboard=tensorboard, hflip=spec.hflip,
     )  # fmt: skip
     return trainer, history, run_dir
-
-
-def load_run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
-    path = Path(run_dir) / "config.json"
-    if not path.exists():
-        raise InputError(f"{run_dir} is not a run folder: it has no config.json. Train one with `gan-lib train`.")
-    try:
-        config = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise InputError(
-            f"{path} is not valid JSON ({error}). The kit writes it whole or not at all, so it was changed by hand "
-            "or by another program: restore it from a backup, or use another --out folder."
-        ) from None
-    if not isinstance(config, dict):
-        raise InputError(f"{path} holds a JSON {type(config).__name__}, not an object: it is not a run's config.")
-    return config
 
 
 def load_generator(run_dir: str | os.PathLike) -> keras.Model:
@@ -272,8 +255,6 @@ def sample_run(run_dir: str | os.PathLike, n: int, seed: int = 0, batch_size: in
     Returns ``(x, labels)``: x float32 (n, H, W, C) in [-1, 1]; labels (n,)
     int cycling 0-9 for a cGAN, else None.
     """
-    from gan_lib.training import generate_images
-
     if n < 1:
         raise InputError(f"--n must be at least 1; got {n}.")
     config = load_run_config(run_dir)
@@ -295,10 +276,6 @@ def restore_trainer(run_dir: str | os.PathLike):
     holds the training generator, the EMA copy if the recipe keeps one, D and
     the optimisers, as they were at that checkpoint.
     """
-    import tensorflow as tf
-
-    from gan_lib.training import restore_latest
-
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
     spec = get_spec(config["model"]).with_nets(run_nets(config))
@@ -310,7 +287,7 @@ def restore_trainer(run_dir: str | os.PathLike):
             f"{run_dir} has no checkpoint (a published reference keeps only generator.keras). "
             "Use a run folder that `gan-lib train` wrote."
         )
-    restore_latest(trainer, manager, verbose=-1)
+    training.restore_latest(trainer, manager, verbose=-1)
     return trainer
 
 

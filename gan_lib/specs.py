@@ -72,7 +72,7 @@ RECIPES: dict[str, Recipe] = {
     # tutorial's own (the EMA never feeds back), only the sampler differs.
     "tutorial-ema": Recipe("tutorial-ema", 1e-4, 1e-4, 0.9, ema_decay=0.999, bn_recalibration=True),
     # The dcgan recipe at three times the learning rate: the third GPU screen's best for MNIST's default
-    # networks (README, "MNIST networks").
+    # networks (docs/quality.md, "MNIST networks").
     "dcgan-lr6e-4": Recipe("dcgan-lr6e-4", 6e-4, 6e-4, 0.5, ema_decay=0.999, bn_recalibration=True),
     # dcgan-lr6e-4 sampled through a longer EMA of G: about the last quarter of the steps so far.
     "dcgan-lr6e-4-ema-long": Recipe(
@@ -132,7 +132,7 @@ class ModelSpec:
     ``grid``: (rows, cols) of the fixed-noise image grid. For a conditional
     model every column is one class (column j shows label j). ``recipe``: the
     model's default :class:`Recipe`, the one measured best for it at equal
-    epochs (see the README's quality section).
+    epochs (see docs/quality.md).
     """
 
     name: str
@@ -209,7 +209,7 @@ PAPER_NETS: dict[str, dict[str, Any]] = {
 
 # `--nets large`. MNIST: the PAPER_NETS pair with 5×5 kernels in G and D and twice G's maps (G 7×7×512 -> 256 ->
 # 128 -> 1). The GPU screen's best of 24 variants at 50 epochs (FCD 2.17, score 9.08 against 4.39 / 8.75 for the
-# default; README, "MNIST networks"), but 3.3× the default's step time on a 2-core CPU and 6.7 M parameters in G.
+# default; docs/quality.md, "MNIST networks"), but 3.3× the default's step time on a 2-core CPU and 6.7 M parameters in G.
 LARGE_NETS: dict[str, dict[str, dict[str, Any]]] = {
     "mnist": {
         "generator_kwargs": {**paper_generator(512, (256, 128)), "kernel_size": 5},
@@ -219,7 +219,7 @@ LARGE_NETS: dict[str, dict[str, dict[str, Any]]] = {
 
 MODEL_SPECS: dict[str, ModelSpec] = {
     # MNIST: PAPER_NETS (G 7×7×256 -> 128 -> 64 -> 1). Against the tutorial's own networks (`--nets tutorial`)
-    # at 50 epochs they cut the FCD from 20.9 to 3.6 and lift the score from 7.9 to 8.8 (README, "MNIST"). The
+    # at 50 epochs they cut the FCD from 20.9 to 3.6 and lift the score from 7.9 to 8.8 (docs/quality.md, "MNIST"). The
     # tutorial's D (Dropout, no BatchNorm) sat at ~61% accuracy. The dcgan recipe at three times the learning
     # rate then took them to 2.6 / 8.9, and InfoGAN's categorical code on top to 0.96 / 9.81 (the real data:
     # 0.63 / 9.81); with_nets() gives other networks the plain dcgan recipe.
@@ -235,7 +235,7 @@ MODEL_SPECS: dict[str, ModelSpec] = {
     ),
     # The assignment leaves CIFAR-10's networks to the student. Ours: PAPER_NETS (G 4×4×256 -> 128 -> 64 -> 3).
     # The tutorial-style networks (LeakyReLU, Dropout in D, Glorot init) gave blurrier samples whose FCD
-    # stopped falling after epoch 5 (README, "CIFAR-10").
+    # stopped falling after epoch 5 (docs/quality.md, "CIFAR-10").
     "cifar10": ModelSpec(
         "cifar10",
         "cifar10",

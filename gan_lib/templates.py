@@ -33,7 +33,7 @@ Every notebook's first code cell installs the kit when it is not importable
 the package name, ``gan-kit``. A course that hosts its own copy stamps that
 copy's pip source into the notebooks it hands out:
 ``gan-lib templates --handout --out release/ --install-source git+https://<host>/<course>/gan-kit.git``
-writes all five notebooks there, solutions removed, outputs cleared.
+writes every notebook there (the student versions of 01-03, the others as they are), outputs cleared.
 """
 
 from __future__ import annotations
@@ -58,13 +58,23 @@ INSTALL_LINE = re.compile(r'(%pip install -q \{os\.environ\.get\("GAN_KIT_SOURCE
 _SAFE_SOURCE = re.compile(r"[A-Za-z0-9._~:/?#@!$&'()*+,;=%\[\]-]+")
 
 #: The instructor's notebooks that have a student template, in ``notebooks/``.
-SOURCE_NOTEBOOKS = ("02_dcgan_cifar10.ipynb", "03_cdcgan_fashion_mnist.ipynb")
+SOURCE_NOTEBOOKS = ("01_dcgan_mnist.ipynb", "02_dcgan_cifar10.ipynb", "03_cdcgan_fashion_mnist.ipynb")
 
 #: The notebooks with nothing to hide, which a course hands out as they are (outputs cleared).
-HANDOUT_NOTEBOOKS = ("00_gan_theory.ipynb", "01_dcgan_mnist.ipynb", "04_dcgan_faces.ipynb")
+HANDOUT_NOTEBOOKS = ("00_gan_theory.ipynb", "04_dcgan_faces.ipynb", "05_failure_gallery.ipynb")
 
 #: What each builder must do: the message of its stub's NotImplementedError.
 TODO_MESSAGES = {
+    "make_generator_model": (
+        "make_generator_model() is yours to write: return a keras.Model that takes a noise vector of shape "
+        "(latent_dim,) = (100,) and returns 32x32x3 images in [-1, 1] (start from 4x4, upsample 3 times, "
+        "end with a 3-filter layer and a tanh)."
+    ),
+    "make_discriminator_model": (
+        "make_discriminator_model() is yours to write: return a keras.Model that takes images of shape (32, 32, 3) "
+        "and returns one raw logit per image: end with Dense(1) and no activation (no sigmoid, not Dense(3))."
+    ),
+    # The names notebook 02 used before it took the assignment's; kept for templates written from older notebooks.
     "make_generator": (
         "make_generator() is yours to write: return a keras.Model that takes a noise vector of shape "
         "(latent_dim,) = (100,) and returns 32x32x3 images in [-1, 1] (start from 4x4, upsample 3 times, "
@@ -76,8 +86,8 @@ TODO_MESSAGES = {
     ),
     "make_conditional_generator": (
         "make_conditional_generator() is yours to write: return a keras.Model with two inputs, noise (100,) "
-        "and an int label (), that returns 28x28x1 images in [-1, 1] (tanh); the label must change the image "
-        "(e.g. Embedding(10, 50) -> Dense(7*7) -> Reshape((7, 7, 1)), concatenated as an extra channel)."
+        "and an int label (), that returns 28x28x1 images in [-1, 1] (tanh); how the label enters the network is "
+        "yours to choose, but it must change the image."
     ),
     "make_conditional_discriminator": (
         "make_conditional_discriminator() is yours to write: return a keras.Model with two inputs, an image "
@@ -250,7 +260,7 @@ def _configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a template is out of date")
     parser.add_argument(
         "--handout", action="store_true",
-        help="also write the notebooks without solutions (00, 01, 04): the whole set a course hands out",
+        help="also write the notebooks without solutions (00, 04, 05): the whole set a course hands out",
     )  # fmt: skip
     parser.add_argument(
         "--install-source", default=None,

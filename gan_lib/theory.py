@@ -2,23 +2,26 @@
 
 The paper studies the two-player game
 
-    V(D, G) = E_{x~p_data}[log D(x)] + E_{z~p_z}[log(1 - D(G(z)))]
+    V(D, G) = E_{x~p_data}[log σ(D(x))] + E_{z~p_z}[log(1 - σ(D(G(z))))]
+
+where D(x) is the discriminator's logit and σ(D(x)) its probability that x is real (the paper writes D(x)
+for that probability; the course writes σ(D(x)) everywhere, as :mod:`gan_lib.losses` does)
 
 and this module holds what the notebook ``00_gan_theory.ipynb`` needs to watch its claims happen:
 
-1. for a fixed G the best discriminator is ``D*(x) = p_data(x) / (p_data(x) + p_g(x))``
+1. for a fixed G the best discriminator says ``σ(D*(x)) = p_data(x) / (p_data(x) + p_g(x))``
    (:func:`optimal_discriminator`, :func:`fit_discriminator`, :func:`discriminator_error`);
 2. with D* plugged in, ``C(G) = max_D V(D, G) = -log 4 + 2 JSD(p_data || p_g)``, whose minimum
    -log 4 is reached exactly when p_g = p_data (:func:`value_on_grid`, :func:`jsd_on_grid`,
    :func:`jsd_histogram`, :func:`estimate_c_of_g`, :func:`track_1d_gan`);
 3. in practice the game can go wrong: G can collapse onto a small part of the data
    (:class:`Ring2D`, :func:`mode_coverage`, :func:`train_ring_gan`, :class:`MinibatchStd`);
-4. G is better trained with ``-log D(G(z))`` than with ``log(1 - D(G(z)))``
+4. G is better trained with ``-log σ(D(G(z)))`` than with ``log(1 - σ(D(G(z))))``
    (:func:`generator_loss_curves`).
 
 Everything is small on purpose (MLPs of a few thousand to a few tens of thousands of weights, 1-D
 and 2-D data), so that a CPU trains each model in seconds. Discriminators return *logits* (no
-sigmoid at the end); σ(logit) is the probability D(x). Logarithms are natural, so a JSD lies between
+sigmoid at the end); σ(logit) is the probability σ(D(x)). Logarithms are natural, so a JSD lies between
 0 and log 2 ≈ 0.693.
 
 The default arguments (steps, recipes, distributions) are the notebook's full settings, which the
@@ -194,7 +197,7 @@ class GeneratorSampler:
 
 
 def probability(discriminator: keras.Model, x: np.ndarray | tf.Tensor) -> np.ndarray:
-    """D(x) = σ(logit), float64 (B,), for points ``x`` (B, dim), or (B,) for 1-D data."""
+    """σ(D(x)), float64 (B,), for points ``x`` (B, dim), or (B,) for 1-D data."""
     x = tf.convert_to_tensor(x, tf.float32)
     if x.shape.rank == 1:
         x = x[:, None]
@@ -213,7 +216,7 @@ def _integrate(y: np.ndarray, x: np.ndarray) -> float:
 
 
 def optimal_discriminator(x: np.ndarray, p_data: GaussianMixture1D, p_g: GaussianMixture1D) -> np.ndarray:
-    """The paper's Proposition 1, ``D*(x) = p_data(x) / (p_data(x) + p_g(x))``, same shape as ``x``.
+    """The paper's Proposition 1, ``σ(D*(x)) = p_data(x) / (p_data(x) + p_g(x))``, same shape as ``x``.
 
     Where both densities vanish any D is optimal; there we return 1/2.
     """
@@ -298,7 +301,7 @@ def discriminator_error(
 
     Only where there are samples does D* constrain D, so the errors are taken where the average
     density ``(p_data + p_g) / 2`` is at least ``min_density``. Returns ``max_abs`` and ``mean_abs``
-    of |D - D*| over those grid points, ``weighted_mean_abs`` = E_{x ~ (p_data + p_g)/2} |D - D*|,
+    of |σ(D) - σ(D*)| over those grid points, ``weighted_mean_abs`` = E_{x ~ (p_data + p_g)/2} |σ(D) - σ(D*)|,
     and ``region_low`` / ``region_high``, the ends of that region.
     """
     grid = np.asarray(grid, np.float64)
@@ -320,7 +323,7 @@ def discriminator_error(
 
 
 def value_estimate(discriminator: keras.Model, real: np.ndarray | tf.Tensor, fake: np.ndarray | tf.Tensor) -> float:
-    """Monte Carlo V(D, G) = mean log D(x) + mean log(1 - D(G(z))).
+    """Monte Carlo V(D, G) = mean log σ(D(x)) + mean log(1 - σ(D(G(z)))).
 
     ``real``: (N, dim) points from p_data; ``fake``: (M, dim) points from p_g (already G(z)).
     Use samples not seen in training, or the estimate is biased upwards.
@@ -334,7 +337,7 @@ def value_on_grid(d: np.ndarray, p_data: np.ndarray, p_g: np.ndarray, grid: np.n
     """V(D, G) by numerical integration over a 1-D ``grid``: ∫ p_data log D + p_g log(1 - D) dx.
 
     ``d``, ``p_data``, ``p_g``: the discriminator's probability and the two densities at the grid
-    points, each (G,). With ``d`` = D* this is C(G).
+    points, each (G,). With ``d`` = σ(D*) this is C(G).
     """
     d = np.clip(np.asarray(d, np.float64), 1e-12, 1 - 1e-12)
     return float(_integrate(p_data * np.log(d) + p_g * np.log1p(-d), grid))
@@ -410,7 +413,7 @@ class GANRecipe:
     beta_2: float = 0.999
     batch_size: int = 256
     d_minibatch_std: bool = False
-    generator_loss: str = "non_saturating"  # or "minimax": G minimises log(1 - D(G(z)))
+    generator_loss: str = "non_saturating"  # or "minimax": G minimises log(1 - σ(D(G(z))))
 
 
 GAN_1D_RECIPE = GANRecipe()
@@ -630,7 +633,7 @@ def logit(p: float | np.ndarray) -> np.ndarray:
 def generator_loss_curves(logits: np.ndarray) -> dict[str, np.ndarray]:
     """Both generator losses and their gradients with respect to D's logit l, at each of ``logits`` (N,).
 
-    With D(G(z)) = σ(l):
+    With the logit l = D(G(z)):
 
     - ``minimax`` = log(1 - σ(l)), what G minimises in the paper's game; d/dl = -σ(l);
     - ``non_saturating`` = -log σ(l), the paper's practical replacement; d/dl = σ(l) - 1.
@@ -663,14 +666,16 @@ def generator_loss_curves(logits: np.ndarray) -> dict[str, np.ndarray]:
 def plot_optimal_discriminator(
     discriminator: keras.Model, p_data: GaussianMixture1D, p_g: GaussianMixture1D, grid: np.ndarray = GRID_1D
 ):
-    """Top: the two densities. Bottom: the trained D(x) over the analytic D*(x) on ``grid`` (G,)."""
+    """Top: the two densities. Bottom: the trained σ(D(x)) over the analytic σ(D*(x)) on ``grid`` (G,)."""
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 5.5), sharex=True)
     top.plot(grid, p_data.pdf(grid), label="p_data")
     top.plot(grid, p_g.pdf(grid), label="p_g (fixed)")
     top.set_ylabel("density")
     top.legend()
-    bottom.plot(grid, optimal_discriminator(grid, p_data, p_g), "k", lw=3, alpha=0.35, label="D* = p_data/(p_data+p_g)")
-    bottom.plot(grid, probability(discriminator, grid), "C3", lw=1.2, label="trained D(x)")
+    bottom.plot(
+        grid, optimal_discriminator(grid, p_data, p_g), "k", lw=3, alpha=0.35, label="σ(D*) = p_data/(p_data+p_g)"
+    )
+    bottom.plot(grid, probability(discriminator, grid), "C3", lw=1.2, label="trained σ(D(x))")
     bottom.axhline(0.5, color="gray", lw=0.5, ls=":")
     bottom.set_xlabel("x")
     bottom.set_ylabel("probability 'real'")
@@ -699,12 +704,12 @@ def plot_value_history(history: dict[str, np.ndarray], noise_floor: float | None
 
 
 def plot_1d_fit(gan: ToyGAN, p_data: GaussianMixture1D, grid: np.ndarray = GRID_1D, n: int = 50000, seed: int = 7):
-    """A histogram of G's samples over p_data's density, and D(x) after training."""
+    """A histogram of G's samples over p_data's density, and σ(D(x)) after training."""
     fake = gan.sample(gan.noise(n, seed))[:, 0]
     fig, ax = plt.subplots(figsize=(8, 3.5))
     ax.hist(fake, bins=120, range=(grid[0], grid[-1]), density=True, alpha=0.45, color="C1", label="G(z), histogram")
     ax.plot(grid, p_data.pdf(grid), "C0", label="p_data")
-    ax.plot(grid, probability(gan.discriminator, grid), "C3", label="D(x)")
+    ax.plot(grid, probability(gan.discriminator, grid), "C3", label="σ(D(x))")
     ax.axhline(0.5, color="gray", lw=0.5, ls=":")
     ax.set_xlabel("x")
     ax.legend()
@@ -732,17 +737,17 @@ def plot_ring_runs(runs: dict[str, RingRun], ring: Ring2D = RING):
 
 
 def plot_generator_losses(curves: dict[str, np.ndarray]):
-    """Left: both generator losses against D(G(z)). Right: their gradients with respect to the logit."""
+    """Left: both generator losses against σ(D(G(z))). Right: their gradients with respect to the logit."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
-    left.plot(curves["d"], curves["minimax"], label="minimax: log(1 - D(G(z)))")
-    left.plot(curves["d"], curves["non_saturating"], label="non-saturating: -log D(G(z))")
-    left.set_xlabel("D(G(z))")
+    left.plot(curves["d"], curves["minimax"], label="minimax: log(1 - σ(D(G(z))))")
+    left.plot(curves["d"], curves["non_saturating"], label="non-saturating: -log σ(D(G(z)))")
+    left.set_xlabel("σ(D(G(z)))")
     left.set_ylabel("generator loss (minimised)")
     left.legend()
     right.plot(curves["d"], curves["minimax_grad"], label="d/dl of minimax loss = -D")
     right.plot(curves["d"], curves["non_saturating_grad"], label="d/dl of non-saturating loss = D - 1")
     right.axvspan(0, 0.05, color="gray", alpha=0.15, label="D rejects the fakes")
-    right.set_xlabel("D(G(z))")
+    right.set_xlabel("σ(D(G(z)))")
     right.set_ylabel("gradient w.r.t. the logit l")
     right.legend()
     fig.tight_layout()

@@ -7,15 +7,19 @@ without clipping, which wraps around on overshoot).
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import imageio.v3 as iio
 import matplotlib.pyplot as plt
 import numpy as np
 
+from gan_lib import run_folder
 from gan_lib.data import to_uint8
 from gan_lib.io import atomic_path
+from gan_lib.sampling import generate_images
 
 
 def tile_images(images: np.ndarray, rows: int, cols: int, pad: int = 1) -> np.ndarray:
@@ -84,8 +88,6 @@ def save_grid(
 
 def make_gif(frames: Sequence[str | os.PathLike], path: str | os.PathLike, fps: float = 4.0) -> Path:
     """Build an animated GIF from PNG files (one frame each, looping), atomically."""
-    import imageio.v3 as iio
-
     if not frames:
         raise ValueError("no frames to put in the GIF")
     images = [iio.imread(f) for f in frames]
@@ -127,8 +129,6 @@ def latent_walk(generator, z_start: np.ndarray, z_end: np.ndarray, steps: int = 
     map from noise to images, not a lookup table of training images.
     Inference mode, like the grids.
     """
-    from gan_lib.training import generate_images
-
     return generate_images(generator, interpolate_latents(z_start, z_end, steps))
 
 
@@ -139,7 +139,7 @@ def plot_history(
 
     ``history``: the records of ``history.json``. Saves a PNG atomically if ``path`` is given.
     ``reference``: another run's records (the kit's reference run, see
-    :func:`gan_lib.runs.reference_run`), whose metric curves are drawn dotted,
+    :func:`gan_lib.run_folder.reference_run`), whose metric curves are drawn dotted,
     over the epochs this run has reached, for comparison at equal epochs. Where
     this run has no value of a metric yet (metrics off, or not due yet), the
     reference's whole curve is drawn instead, so the panel still shows what good looks like.
@@ -189,21 +189,18 @@ def plot_history(
 def compare_with_reference(history: Sequence[dict], model: str) -> plt.Figure | None:
     """Show the kit's reference run of ``model`` beside a run's ``history``: its GIF, and both metric curves.
 
-    The reference (:func:`gan_lib.runs.reference_run`) was trained with the
+    The reference (:func:`gan_lib.run_folder.reference_run`) was trained with the
     model's default networks and recipe on the full data; its metrics (inference mode, N as
     recorded in its history) are drawn dotted over the epochs ``history`` has reached, so a
     student compares at equal epochs. In a notebook the reference GIF is
     displayed; elsewhere its path is printed. Returns the figure, or None
     (with a message) when this copy of the kit ships no reference for ``model``.
     """
-    from gan_lib import runs
-    from gan_lib.training import load_history
-
-    folder = runs.reference_run(model)
+    folder = run_folder.reference_run(model)
     if folder is None:
-        print(f"This copy of the kit ships no reference run for {model!r} ({runs.REFERENCE_DIR / model}).")
+        print(f"This copy of the kit ships no reference run for {model!r} ({run_folder.REFERENCE_DIR / model}).")
         return None
-    reference = load_history(folder)
+    reference = run_folder.load_history(folder)
     last = reference[-1]
     summary = ", ".join(f"{k} {last[k]:.3g}" for k in ("fcd", "score", "cond_acc") if k in last)
     n = last.get("metrics_n", "?")
@@ -246,9 +243,6 @@ class LiveDisplay:
         return cls() if in_notebook() else None
 
     def update(self, grid_png: str | os.PathLike, history: Sequence[dict], total_epochs: int) -> None:
-        import io
-
-        import imageio.v3 as iio
         from IPython.display import Image
 
         last = history[-1]

@@ -10,8 +10,8 @@ machine, and its history.json, with FCD and score after every epoch).
 import argparse
 import sys
 
-from gan_lib import time_to_quality
 from gan_lib.checks import InputError
+from gan_lib.lab import time_to_quality
 
 
 def main() -> int:

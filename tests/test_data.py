@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from gan_lib import data
 from gan_lib.data import DatasetError, DatasetNotFoundError
+from gan_lib.data import files as data_files
 
 
 def _write_idx(path, array):
@@ -30,7 +31,7 @@ def isolated(monkeypatch, tmp_path):
     """No env var, an empty Keras cache, no system folders, no network."""
     monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
-    monkeypatch.setattr(data, "SYSTEM_DIRS", (tmp_path / "system",))
+    monkeypatch.setattr(data_files, "SYSTEM_DIRS", (tmp_path / "system",))  # where find_dataset reads it
     return tmp_path
 
 
@@ -95,7 +96,7 @@ def test_not_found_lists_every_place_tried(isolated):
 def test_failed_download_is_listed_and_leaves_nothing(isolated, monkeypatch):
     source = isolated / "fake.npz"
     source.write_bytes(b"not mnist")
-    monkeypatch.setattr(data, "_MNIST_URL", source.as_uri())
+    monkeypatch.setattr(data_files, "_MNIST_URL", source.as_uri())
     with pytest.raises(DatasetNotFoundError, match="SHA-256"):
         data.load_dataset("mnist")
     cache = isolated / "keras_home" / "datasets"
@@ -167,7 +168,7 @@ def test_cifar_batch_roundtrip(tmp_path, cifar_sample):
     batch = {b"data": flat, b"labels": cifar_sample.y_train[:10].tolist(), b"batch_label": b"t"}
     with open(folder / "data_batch_1", "wb") as f:
         pickle.dump(batch, f, protocol=2)
-    images, labels = data._load_cifar_batch(folder / "data_batch_1")
+    images, labels = data_files._load_cifar_batch(folder / "data_batch_1")
     np.testing.assert_array_equal(images, x)
     assert labels.tolist() == cifar_sample.y_train[:10].tolist()
 

@@ -1,6 +1,6 @@
 """The fast path computes what Keras computes: outputs, gradients and BatchNorm statistics match to float rounding.
 
-Speed is measured by ``gan-lib bench`` and ``scripts/step_profile.py --trials``, never here.
+Speed is measured by ``gan-lib bench`` and ``benchmarks/step_speed/step_profile.py --trials``, never here.
 """
 
 import keras
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from gan_lib import fastpath
 from gan_lib.models import build_discriminator, build_generator
 from gan_lib.specs import get_spec
 from gan_lib.training import GANTrainer
+from gan_lib.training.fast import kernels as fastpath
 
 
 def _outputs_and_gradients(model, x, training=True):

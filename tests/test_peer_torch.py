@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import pytest
 
-from gan_lib import peer_torch
+from gan_lib.lab import peer_torch
 from gan_lib.models import CategoricalCode, count_params
 from gan_lib.specs import get_spec
 

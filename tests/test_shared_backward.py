@@ -1,6 +1,6 @@
 """D's backward pass on the fakes, shared by both players, gives the gradients two tapes give.
 
-Speed is measured by ``scripts/fast_path_ab.py MODEL shared_backward``, never here.
+Speed is measured by ``benchmarks/step_speed/fast_path_ab.py MODEL shared_backward``, never here.
 """
 
 import keras
@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from gan_lib import fastpath, losses, shared_backward
+from gan_lib import losses
 from gan_lib.keras_gan import GAN
 from gan_lib.models import build_discriminator, build_generator
 from gan_lib.specs import get_spec
 from gan_lib.training import GANTrainer, gan_train_step
+from gan_lib.training.fast import kernels as fastpath
+from gan_lib.training.fast import shared_backward
 
 BATCH = 6
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from gan_lib import bench, hardware
+from gan_lib import hardware
+from gan_lib.lab import bench
 from gan_lib.models import build_discriminator, build_generator
 from gan_lib.specs import get_spec
 from gan_lib.training import GANTrainer
@@ -100,7 +101,7 @@ def test_bf16_probe_measures_and_caches_per_machine(monkeypatch, tmp_path):
 
 
 def test_filter_gradient_probe_measures_caches_and_decides_the_default_parts(monkeypatch, tmp_path):
-    from gan_lib import fastpath
+    from gan_lib.training.fast import kernels as fastpath
 
     monkeypatch.setenv(hardware.CACHE_ENV, str(tmp_path))
     speedup = hardware.cached_measurement("filter_gradient_speedup", fastpath.probe_filter_gradient_speedup)

@@ -11,6 +11,14 @@ from gan_lib import templates
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 STUDENT = NOTEBOOKS / "student"
+#: (code stubs, written answers) in each student template.
+EXPECTED_TODOS = {
+    "01_dcgan_mnist.ipynb": (0, 3),
+    "02_dcgan_cifar10.ipynb": (2, 2),
+    "03_cdcgan_fashion_mnist.ipynb": (2, 1),
+}
+#: The templates with code to write: they stop at their first stub.
+CODE_TEMPLATES = [name for name, (stubs, _) in EXPECTED_TODOS.items() if stubs]
 
 
 def test_committed_templates_are_up_to_date():
@@ -39,7 +47,7 @@ def test_templates_hold_no_solution(name):
             assert cell.outputs == [] and cell.execution_count is None
     stubs = [cell for cell in student.cells if "# YOUR CODE HERE" in cell.source]
     answers = [cell for cell in student.cells if "YOUR ANSWER HERE" in cell.source]
-    assert len(stubs) == 2 and len(answers) == 1
+    assert (len(stubs), len(answers)) == EXPECTED_TODOS[name]
     for cell in stubs:
         function = next(line.split("def ")[1].split("(")[0] for line in cell.source.splitlines() if "def " in line)
         assert f'raise NotImplementedError("{function}() is yours to write' in cell.source
@@ -90,7 +98,11 @@ def test_solution_cells_by_metadata_and_outputs_are_cleared():
     assert nb.cells[0].source == "answer = 42", "the instructor's notebook is left alone"
 
 
-@pytest.mark.parametrize("name", templates.SOURCE_NOTEBOOKS)
+def test_every_template_is_counted():
+    assert sorted(EXPECTED_TODOS) == sorted(templates.SOURCE_NOTEBOOKS)
+
+
+@pytest.mark.parametrize("name", CODE_TEMPLATES)
 def test_template_runs_until_its_first_todo(name, tmp_path, monkeypatch):
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError

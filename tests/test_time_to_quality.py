@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from gan_lib import time_to_quality as ttq
 from gan_lib.checks import InputError
 from gan_lib.cli import main
+from gan_lib.lab import time_to_quality as ttq
 from gan_lib.specs import get_spec
 
 MNIST_RECIPE = get_spec("mnist").recipe  # the race runs the model's own default recipe

@@ -107,6 +107,9 @@ def test_cgan_grid_columns_hold_their_class():
     assert noise.shape == (100, LATENT)
     grid = labels.reshape(10, 10)
     assert (grid == np.arange(10)[None, :]).all()  # column j is class j in every row
+    rows = noise.reshape(10, 10, LATENT)
+    assert (rows == rows[:, :1]).all()  # one noise vector per row...
+    assert len({row[0].tobytes() for row in rows}) == 10  # ...and a different one in every row
 
 
 def test_cgan_train_and_grid(tmp_path, fashion_sample):

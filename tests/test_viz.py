@@ -4,7 +4,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from gan_lib import viz
+from gan_lib import run_folder, runs, viz
 
 
 def test_tile_places_image_i_at_row_i_div_cols():
@@ -88,9 +88,7 @@ def test_compare_with_reference_overlays_the_shipped_run(capsys):
 
 
 def test_compare_with_reference_says_when_none_is_shipped(tmp_path, monkeypatch, capsys):
-    from gan_lib import runs
-
-    monkeypatch.setattr(runs, "REFERENCE_DIR", tmp_path)  # a pip install without the repository's assets/
+    monkeypatch.setattr(run_folder, "REFERENCE_DIR", tmp_path)  # a pip install without the repository's assets/
     assert runs.reference_run("mnist") is None
     assert viz.compare_with_reference(_history([1]), "mnist") is None
     assert "ships no reference run for 'mnist'" in capsys.readouterr().out

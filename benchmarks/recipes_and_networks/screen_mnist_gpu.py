@@ -16,7 +16,7 @@ train for real with ``gan-lib train`` on the CPU. The anchors ("default", and
 "tutorial" for the tutorial's recipe) are variants that the kit's TensorFlow
 runs also trained, so their metrics check the port.
 
-    KERAS_BACKEND=jax python scripts/screen_mnist_gpu.py --data mnist.npz --out OUT VARIANT...
+    KERAS_BACKEND=jax python benchmarks/recipes_and_networks/screen_mnist_gpu.py --data mnist.npz --out OUT VARIANT...
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import types
 from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # gan_lib/__init__.py and gan_lib/data.py import TensorFlow; models, specs and metrics need only Keras.
 # Load those three without the package's __init__, and give metrics the one helper it takes from data.

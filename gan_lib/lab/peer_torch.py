@@ -43,11 +43,13 @@ import time
 from typing import Any
 
 import keras
+import numpy as np
+import tensorflow as tf
 
 from gan_lib import models
 from gan_lib.checks import InputError
-from gan_lib.fastpath import same_padding
 from gan_lib.specs import ModelSpec, get_spec
+from gan_lib.training.fast import same_padding
 
 INSTALL_HINT = "pip install torch (or: pip install 'gan-kit[peer]')"
 PRECISIONS = ("fp32", "bf16")
@@ -74,8 +76,6 @@ def import_torch():
 
 def torch_threads() -> int:
     """TensorFlow's intra-op thread count (0 means "all cores", so os.cpu_count()), for torch.set_num_threads."""
-    import tensorflow as tf
-
     return tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count() or 1
 
 
@@ -447,8 +447,6 @@ def time_torch_steps(spec_name: str, batch_size: int, steps: int = 10, repeats: 
     The PyTorch networks mirror ``get_spec(spec_name)``'s Keras generator and
     discriminator; the real batch is random (B, H, W, C) images in [-1, 1].
     """
-    import numpy as np
-
     import_torch()
     spec = get_spec(spec_name)
     rng = np.random.default_rng(0)

@@ -80,10 +80,13 @@ def fake_taps(discriminator: keras.Model) -> FakeTaps | None:
     and whose trainable weights all belong to those layers.
     """
     try:
-        outputs = discriminator.outputs
-        inputs = discriminator.input
+        # ``inputs``, not ``input``: a Sequential model that was never called has the first and not the second.
+        outputs, inputs = discriminator.outputs, discriminator.inputs
     except (AttributeError, ValueError):
         return None
+    if not inputs:
+        return None
+    inputs = inputs[0] if len(inputs) == 1 else inputs
     if not outputs or len(outputs) != 1:
         return None
     layers = list(discriminator.layers)

@@ -1,11 +1,11 @@
 """Each conv weight gradient of the MNIST DCGAN step, timed alone: TensorFlow's kernel against the fast path's.
 
-    python scripts/filter_gradient_timing.py [--precision fp32|bf16]
+    python benchmarks/step_speed/filter_gradient_timing.py [--precision fp32|bf16]
 
 For every convolution of the default MNIST networks at batch 256 (for G's
 transposed convolutions, the convolution whose weight gradient theirs is), it
 times ``Conv2DBackpropFilter`` and the fast path's im2col product
-(:func:`gan_lib.fastpath.filter_gradient`'s arithmetic, here also for a single input channel),
+(:func:`gan_lib.training.fast.kernels.filter_gradient`'s arithmetic, here also for a single input channel),
 and for stride 1 the channels-first im2col and the batch/channel-swapped convolution; best of three rounds
 of ten calls. It also prints each one's largest difference from TensorFlow's, relative to
 its largest value. Why the trainer uses the fast path only in bf16.
@@ -19,7 +19,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from gan_lib import fastpath
+from gan_lib.training.fast import kernels as fastpath
 
 # name: (input shape, output-gradient shape, kernel, stride)
 SHAPES = {

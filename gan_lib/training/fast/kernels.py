@@ -4,7 +4,8 @@ Replacements for what Keras runs in a training step, each the same
 function (for Dropout: the same distribution) computed by faster kernels.
 :func:`use_fast_ops` switches a built model's layers over;
 :class:`gan_lib.training.GANTrainer` and :class:`gan_lib.keras_gan.GAN` do it
-for the networks they train. Only the layer objects change, never their weights, their
+for the kit's own networks, and for a network of one's own only when asked
+(``fast_layers=True``). Only the layer objects change, never their weights, their
 classes or what ``model.save`` writes; inference (``training=False``) runs
 Keras' own code.
 
@@ -41,7 +42,7 @@ an Intel Xeon whose AMX the hypervisor hides), oneDNN runs a convolution's
 forward pass and its input gradient in bf16 about twice as fast as in fp32,
 but the gradient with respect to the *weights* on an older kernel
 (``jit_bf16``) that is no faster than fp32. In a bf16 DCGAN step those weight
-gradients take about half of oneDNN's time (``scripts/step_profile.py``).
+gradients take about half of oneDNN's time (``benchmarks/step_speed/step_profile.py``).
 
 The weight gradient of ``y = conv2d(x, W)`` is itself a contraction of the
 input ``x`` with the output gradient ``dy`` over batch and positions, so it
@@ -94,11 +95,15 @@ is used only below :data:`SUBPIXEL_MAX_CHANNELS` output channels.
 
 from __future__ import annotations
 
+import statistics
+import time
 import types
 
 import keras
 import numpy as np
 import tensorflow as tf
+
+from gan_lib import hardware
 
 # Below this many input channels a weight gradient keeps TensorFlow's kernel (see filter_gradient).
 MIN_IN_CHANNELS = 8
@@ -249,7 +254,7 @@ def channels_first_im2col_filter_gradient(x: tf.Tensor, dy: tf.Tensor, kernel_si
     At stride 1 the columns are kh·kw copies of the input: the matrix product's own transpose of them cost
     more than transposing ``x`` and ``dy`` first. For the MNIST generator's 7×7 layer (4×4, 128 -> 256,
     batch 256, bf16, AMD EPYC Zen 5) 19.9-22.5 against 21.1-25.9 ms over five timings; at stride 2, with a quarter of the
-    copies, it measured no faster (``scripts/filter_gradient_timing.py``).
+    copies, it measured no faster (``benchmarks/step_speed/filter_gradient_timing.py``).
     """
     _, height, width, ci = x.shape
     co = dy.shape[-1]
@@ -356,9 +361,21 @@ def _supported(layer: keras.layers.Layer) -> bool:
     return _plain_conv(layer) and layer.kernel.shape[2] >= MIN_IN_CHANNELS
 
 
+def _runs_keras_code(layer: keras.layers.Layer, cls: type) -> bool:
+    """Whether ``layer`` is a ``cls`` whose forward pass is Keras' own: a subclass that writes its own ``call``
+    (or, for a convolution, its own ``convolution_op``) is someone's own layer, and the fast path leaves it be."""
+    kind = type(layer)
+    return (
+        isinstance(layer, cls)
+        and kind.call is cls.call
+        and getattr(kind, "convolution_op", None) is getattr(cls, "convolution_op", None)
+    )
+
+
 def _plain_conv(layer: keras.layers.Layer) -> bool:
     """A ``Conv2D`` or ``Conv2DTranspose`` of :func:`_plain_geometry`, ungrouped, with no output padding."""
-    if not isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose)) or not _plain_geometry(layer):
+    kinds = (keras.layers.Conv2D, keras.layers.Conv2DTranspose)
+    if not any(_runs_keras_code(layer, kind) for kind in kinds) or not _plain_geometry(layer):
         return False
     if isinstance(layer, keras.layers.Conv2DTranspose):
         return layer.output_padding is None
@@ -453,7 +470,7 @@ def fast_dropout_call(layer, inputs, training=False):
 def _fusable_batchnorm(layer: keras.layers.Layer) -> bool:
     """Unsynchronised, without renorm, and an epsilon the fused kernel accepts everywhere (cuDNN: > 1e-5)."""
     return (
-        isinstance(layer, keras.layers.BatchNormalization)
+        _runs_keras_code(layer, keras.layers.BatchNormalization)
         and not layer.synchronized
         and not layer.renorm
         and layer.epsilon >= 1.001e-5
@@ -491,8 +508,9 @@ def use_fast_ops(
     bias gradient apart (:func:`conv2d_with_bias`). ``few_channels``: the strided layers left whose
     transposed convolution has few output channels (an image-sized ``Conv2DTranspose``'s forward pass, a
     first ``Conv2D``'s input gradient) compute it with :func:`transposed_convolution`, as the layers
-    above already do. Other layers keep Keras' code. The switch is an attribute on each layer object, so
-    ``clone_model``, ``model.save`` and loading see plain Keras layers; calling it again changes nothing more.
+    above already do. Other layers, and subclasses that write their own ``call``, keep their code. The
+    switch is an attribute on each layer object, so ``clone_model``, ``model.save`` and loading see plain
+    Keras layers; calling it again changes nothing more.
     """
     switched = dict.fromkeys(LAYER_PARTS, 0)
     for layer in _all_layers(model):
@@ -510,10 +528,10 @@ def use_fast_ops(
         elif batchnorm and _fusable_batchnorm(layer):
             layer.call = types.MethodType(fused_batchnorm_call, layer)
             switched["batchnorm"] += 1
-        elif dropout and isinstance(layer, keras.layers.Dropout) and layer.noise_shape is None:
+        elif dropout and _runs_keras_code(layer, keras.layers.Dropout) and layer.noise_shape is None:
             layer.call = types.MethodType(fast_dropout_call, layer)
             switched["dropout"] += 1
-        elif leaky_relu and isinstance(layer, keras.layers.LeakyReLU) and layer.negative_slope >= 0:
+        elif leaky_relu and _runs_keras_code(layer, keras.layers.LeakyReLU) and layer.negative_slope >= 0:
             layer.call = types.MethodType(leaky_relu_call, layer)
             switched["leaky_relu"] += 1
         else:
@@ -536,17 +554,20 @@ def _biased_conv(layer: keras.layers.Layer) -> bool:
     return type(layer) is keras.layers.Conv2D and layer.use_bias and layer.groups == 1 and _plain_geometry(layer)
 
 
-def prepare_for_training(generator: keras.Model, discriminator: keras.Model) -> None:
-    """Switch a GAN's two networks to the fast path the trainers use (:func:`use_fast_ops`).
+def prepare_for_training(*networks: keras.Model) -> None:
+    """Switch a GAN's networks to the fast path the trainers use (:func:`use_fast_ops`).
 
     Fused BatchNorm, the cheaper Dropout masks and LeakyReLU's gradient from its output always; the fast
     weight gradients only when the networks compute in bfloat16, no GPU is visible and this CPU's probe finds
     them faster (:func:`fast_filter_gradients_pay`); the sub-pixel transposed convolutions (``few_channels``)
-    with no GPU, and the bias gradient apart only in float32 with no GPU: where each measured faster (README,
-    "Speed"). The switches: :func:`default_parts`.
+    with no GPU, and the bias gradient apart only in float32 with no GPU: where each measured faster (docs/speed.md). The switches: :func:`default_parts`, for the first network's compute dtype. Which networks to
+    pass is the trainers' choice (by default the kit's own: :func:`gan_lib.training.trainer.fast_layer_networks`).
     """
-    parts = default_parts(generator.dtype_policy.compute_dtype, on_cpu=not tf.config.list_logical_devices("GPU"))
-    for model in (generator, discriminator):
+    if not networks:
+        return
+    on_cpu = not tf.config.list_logical_devices("GPU")
+    parts = default_parts(networks[0].dtype_policy.compute_dtype, on_cpu=on_cpu)
+    for model in networks:
         use_fast_ops(model, **parts)
 
 
@@ -566,7 +587,7 @@ def default_parts(compute_dtype: str, on_cpu: bool) -> dict[str, bool]:
 
 
 # The fast weight gradients stay on where they take at most 1/1.05 of TensorFlow's time (the probe's noise is a
-# few percent). AMD EPYC Zen 5, bf16: 1.2-1.3x in the layers below (README, "Speed").
+# few percent). AMD EPYC Zen 5, bf16: 1.2-1.3x in the layers below (docs/speed.md).
 FILTER_GRADIENT_MIN_SPEEDUP = 1.05
 # The probe's layers, at batch 64: (input, output-gradient channels, kernel, stride) of MNIST's second D layer
 # (14×14, 64 -> 128, stride 2), its generator's 7×7 layer (128 -> 256, stride 1), and the tutorial's and
@@ -581,9 +602,6 @@ def probe_filter_gradient_speedup(batch_size: int = 64, repeats: int = 4) -> flo
     and the fast path's matrix products win; on CPUs whose oneDNN has fast bf16 weight-gradient kernels (AMX)
     they may not. The two are timed in turn, ``repeats`` times, and the medians compared.
     """
-    import statistics
-    import time
-
     rng = np.random.default_rng(0)
     cases = []
     for shape, co, k, stride in _PROBE_LAYERS:
@@ -611,8 +629,6 @@ def probe_filter_gradient_speedup(batch_size: int = 64, repeats: int = 4) -> flo
 def measured_filter_gradient_speedup() -> float:
     """:func:`probe_filter_gradient_speedup` for this machine: measured once (a second or two), then read from
     the precision probe's cache (:func:`gan_lib.hardware.cached_measurement`)."""
-    from gan_lib import hardware
-
     return hardware.cached_measurement("filter_gradient_speedup", probe_filter_gradient_speedup)
 
 

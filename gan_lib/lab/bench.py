@@ -8,7 +8,7 @@ precision chosen, and ends with one machine-readable line::
     images_per_second=... baseline_images_per_second=... ratio=... efficiency=... isa=...
 
 With ``--peer torch`` it also times PyTorch on the same layers (fp32 and bf16
-autocast, :mod:`gan_lib.peer_torch`), interleaved with the same repeats, on a
+autocast, :mod:`gan_lib.lab.peer_torch`), interleaved with the same repeats, on a
 line just before that one.
 
 FLOP counts: a train step costs about 3× the forward pass of G plus 3× two
@@ -25,12 +25,17 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import matplotlib.pyplot as plt
 import numpy as np
 import tensorflow as tf
 
-from gan_lib import fastpath, hardware
+from gan_lib import hardware, viz
+from gan_lib.io import atomic_write_json
+from gan_lib.lab import peer_torch
+from gan_lib.runs import build_trainer
+from gan_lib.sampling import grid_inputs
 from gan_lib.specs import ModelSpec, get_spec
-from gan_lib.training import STEPS_PER_CALL
+from gan_lib.training import STEPS_PER_CALL, fast, save_checkpoint
 
 
 def layer_macs(model: keras.Model) -> list[tuple[keras.layers.Layer, int]]:
@@ -103,20 +108,18 @@ def trainer_with_fast_parts(
 ):
     """A trainer for ``spec``'s default recipe, seed 0, with exactly the fast-path ``parts`` switched on.
 
-    ``parts``: keyword switches of :func:`gan_lib.fastpath.use_fast_ops` (a missing one counts as off);
+    ``parts``: keyword switches of :func:`gan_lib.training.fast.use_fast_ops` (a missing one counts as off);
     ``fused_adam``: whether Adam runs fused; ``shared_backward``: whether D's backward pass on the fakes
-    is shared (:mod:`gan_lib.shared_backward`, where it applies). For timing the fast path's parts against each other
-    (``scripts/step_profile.py --trials``, ``scripts/fast_path_ab.py``); compile it by calling it.
+    is shared (:mod:`gan_lib.training.fast.shared_backward`, where it applies). For timing the fast path's parts against each other
+    (``benchmarks/step_speed/step_profile.py --trials``, ``benchmarks/step_speed/fast_path_ab.py``); compile it by calling it.
     """
-    from gan_lib.runs import build_trainer
-
     keras.utils.set_random_seed(0)
     trainer = build_trainer(spec, recipe=spec.recipe, precision=precision, seed=0, fast_ops=False)
     trainer.fast_ops = fused_adam  # read when the step is first traced, as is fake_taps
     trainer.share_fake_backward(shared_backward)
-    switches = {part: bool(parts.get(part)) for part in fastpath.LAYER_PARTS}
+    switches = {part: bool(parts.get(part)) for part in fast.LAYER_PARTS}
     for model in (trainer.generator, trainer.discriminator):
-        fastpath.use_fast_ops(model, **switches)
+        fast.use_fast_ops(model, **switches)
     return trainer
 
 
@@ -170,10 +173,6 @@ def conv_limit_gflops(
 
 def epoch_overhead_seconds(trainer, spec: ModelSpec, checkpoint_every: int = 15) -> float:
     """Seconds of per-epoch work outside the steps: grid, history, plot, and 1/checkpoint_every of a checkpoint."""
-    from gan_lib import viz
-    from gan_lib.io import atomic_write_json
-    from gan_lib.training import grid_inputs, save_checkpoint
-
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp)
         manager = tf.train.CheckpointManager(trainer.checkpoint, run_dir / "checkpoints", max_to_keep=1)
@@ -185,8 +184,6 @@ def epoch_overhead_seconds(trainer, spec: ModelSpec, checkpoint_every: int = 15)
         viz.save_grid(trainer.generate(noise, labels), run_dir / "grid.png", *spec.grid)
         atomic_write_json(run_dir / "history.json", history)
         viz.plot_history(history, run_dir / "losses.png")
-        import matplotlib.pyplot as plt
-
         plt.close("all")
         per_epoch = time.perf_counter() - start
         start = time.perf_counter()
@@ -204,6 +201,7 @@ def run_bench(
     peer: str | None = None,
     nets: str = "default",
     fast_ops: bool = True,
+    fast_layers: bool | None = None,
 ) -> dict[str, Any]:
     """Measure and return the benchmark's figures (also printed by the CLI).
 
@@ -211,29 +209,31 @@ def run_bench(
     "tutorial": the TF tutorial's; see :data:`gan_lib.specs.NETS`), so the
     ratio measures the step, not an architecture change.
 
+    ``fast_layers=False`` times our step on networks treated as a student's own: their layers stay Keras'
+    (see ``GANTrainer``), the trainer's own fast parts (fused Adam, shared backward pass) stay on. The
+    difference from the default is what leaving a notebook's network as written costs.
+
     ``peer="torch"`` also times PyTorch on the same layers (see
-    :mod:`gan_lib.peer_torch`), in fp32 and under bf16 autocast, interleaved
+    :mod:`gan_lib.lab.peer_torch`), in fp32 and under bf16 autocast, interleaved
     with our repeats at the same batch size. PyTorch stays optional: without
     it this raises :class:`~gan_lib.checks.InputError` with the install
     command, before anything is built.
     """
-    from gan_lib.runs import build_trainer
-
     if peer not in (None, "torch"):
         raise ValueError(f"unknown peer {peer!r}; the only peer is 'torch'")
     if peer == "torch":
-        from gan_lib import peer_torch
-
         peer_torch.import_torch()  # fail fast, with the install hint
     spec = get_spec(model).with_nets(nets)
     asked = precision
     precision = hardware.resolve_precision(precision)
     bf16_speedup = hardware.measured_bf16_speedup() if hardware.cpu_isa() != "none" else None
     on_cpu_bf16 = precision == "bf16" and not hardware.gpu_names()
-    filter_gradient_speedup = fastpath.measured_filter_gradient_speedup() if on_cpu_bf16 and fast_ops else None
+    filter_gradient_speedup = fast.measured_filter_gradient_speedup() if on_cpu_bf16 and fast_ops else None
     batch_size = batch_size or spec.batch_size
     keras.utils.set_random_seed(0)
-    trainer = build_trainer(spec, recipe=spec.recipe, precision=precision, seed=0, fast_ops=fast_ops)
+    trainer = build_trainer(
+        spec, recipe=spec.recipe, precision=precision, seed=0, fast_ops=fast_ops, fast_layers=fast_layers
+    )
     tutorial = TutorialStep(spec, batch_size)
     rng = np.random.default_rng(0)
     images = tf.constant(rng.uniform(-1, 1, (batch_size, *spec.image_shape)).astype(np.float32))
@@ -280,6 +280,7 @@ def run_bench(
         "model": model,
         "nets": nets,
         "fast_ops": fast_ops,
+        "fast_layers": fast_layers is not False and fast_ops,
         "machine": hardware.describe(),
         "gpus": hardware.gpu_names(),
         "isa": hardware.cpu_isa(),
@@ -324,6 +325,8 @@ def target_ratio(r: dict[str, Any]) -> float | None:
     """
     if r["model"] != "mnist" or r.get("nets", "default") not in TARGET_NETS or not r.get("fast_ops", True):
         return None
+    if not r.get("fast_layers", True):
+        return None
     if r.get("gpus"):
         return None
     if r["precision"] == "fp32":
@@ -336,6 +339,7 @@ def format_report(r: dict[str, Any]) -> str:
     lines = [
         f"model {r['model']} ({r.get('nets', 'default')} networks), batch {r['batch_size']}, precision {r['precision']}"
         + ("" if r.get("fast_ops", True) else ", fast ops off")
+        + ("" if r.get("fast_layers", True) or not r.get("fast_ops", True) else ", layers left as Keras wrote them")
         + (f" (asked: {r['precision_asked']})" if r.get("precision_asked") not in (None, r["precision"]) else ""),
         f"machine: {r['machine']}"
         + (
@@ -345,7 +349,7 @@ def format_report(r: dict[str, Any]) -> str:
         )
         + (
             f"; fast weight gradients: {r['filter_gradient_probe_speedup']:.2f}x TensorFlow's speed"
-            + ("" if r["filter_gradient_probe_speedup"] >= fastpath.FILTER_GRADIENT_MIN_SPEEDUP else ", so not used")
+            + ("" if r["filter_gradient_probe_speedup"] >= fast.FILTER_GRADIENT_MIN_SPEEDUP else ", so not used")
             if r.get("filter_gradient_probe_speedup")
             else ""
         ),

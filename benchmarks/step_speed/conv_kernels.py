@@ -1,7 +1,7 @@
 """Which oneDNN kernel runs a model's largest convolution, and how long it takes, in each precision.
 
-    python scripts/conv_kernels.py mnist                 # fp32 and bf16
-    python scripts/conv_kernels.py mnist --precisions fp32,bf16,fp16
+    python benchmarks/step_speed/conv_kernels.py mnist                 # fp32 and bf16
+    python benchmarks/step_speed/conv_kernels.py mnist --precisions fp32,bf16,fp16
 
 ``gan-lib bench`` says *whether* bf16 pays on this CPU; this says *why*. For
 the largest convolution of the model's generator, at the model's batch size,
@@ -26,7 +26,7 @@ import sys
 
 CHILD = r"""
 import sys, tensorflow as tf
-from gan_lib import bench
+from gan_lib.lab import bench
 from gan_lib.specs import get_spec
 model, precision, calls = sys.argv[1], sys.argv[2], int(sys.argv[3])
 spec = get_spec(model)

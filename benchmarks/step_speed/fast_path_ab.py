@@ -1,10 +1,10 @@
 """One part of the fast path on and off, interleaved in one process: what that part alone buys.
 
-    python scripts/fast_path_ab.py mnist few_channels [--precision bf16] [--repeats 7] [--nets tutorial]
+    python benchmarks/step_speed/fast_path_ab.py mnist few_channels [--precision bf16] [--repeats 7] [--nets tutorial]
 
-``scripts/step_profile.py --trials`` times every part on and off, three rounds of one step per call, which
+``benchmarks/step_speed/step_profile.py --trials`` times every part on and off, three rounds of one step per call, which
 leaves a 2-3% part inside its noise. This times three steps only: the tutorial's, our step as the trainer
-runs it (every part the trainer picks for this precision, :func:`gan_lib.fastpath.prepare_for_training`,
+runs it (every part the trainer picks for this precision, :func:`gan_lib.training.fast.prepare_for_training`,
 eight steps per call), and the same step with the one part off; both of ours from the same seed, traced
 the same way, ``--repeats`` interleaved rounds. It prints each step's median and its ratio to the
 tutorial's, and the part's gain.
@@ -18,9 +18,11 @@ import statistics
 import numpy as np
 import tensorflow as tf
 
-from gan_lib import bench, fastpath, hardware
+from gan_lib import hardware
+from gan_lib.lab import bench
 from gan_lib.specs import get_spec
 from gan_lib.training import STEPS_PER_CALL
+from gan_lib.training.fast import kernels as fastpath
 
 # Parts of the step itself rather than of its layers: bench.trainer_with_fast_parts's switches.
 STEP_PARTS = ("fused_adam", "shared_backward")

@@ -1,8 +1,8 @@
 """What a bigger MNIST network would cost on this CPU: seconds per train step, interleaved.
 
-    python scripts/time_mnist_nets.py [--steps 6] [--repeats 3]
+    python benchmarks/step_speed/time_mnist_nets.py [--steps 6] [--repeats 3]
 
-The GPU screen (``scripts/screen_mnist_gpu.py``) says which networks sample
+The GPU screen (``benchmarks/recipes_and_networks/screen_mnist_gpu.py``) says which networks sample
 better; this says what each costs on the machine at hand, which decides whether
 its 50-epoch reference run fits a session. Each candidate is the kit's default
 MNIST trainer (its default recipe, fp32, batch 256) with other network settings;
@@ -19,7 +19,8 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from gan_lib import bench, hardware, runs, specs
+from gan_lib import hardware, runs, specs
+from gan_lib.lab import bench
 
 G, D = specs.PAPER_NETS["generator_kwargs"], specs.PAPER_NETS["discriminator_kwargs"]
 LARGE = specs.LARGE_NETS["mnist"]

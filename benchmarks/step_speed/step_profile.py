@@ -1,8 +1,8 @@
 """Where our train step's time goes, and what the fast paths we tried bought.
 
-    python scripts/step_profile.py mnist                 # op-type breakdown from a TF profiler trace
-    python scripts/step_profile.py mnist --trials        # + fast-path trials against the plain step
-    python scripts/step_profile.py mnist --nets tutorial # the TF tutorial's networks (gan_lib.specs.NETS)
+    python benchmarks/step_speed/step_profile.py mnist                 # op-type breakdown from a TF profiler trace
+    python benchmarks/step_speed/step_profile.py mnist --trials        # + fast-path trials against the plain step
+    python benchmarks/step_speed/step_profile.py mnist --nets tutorial # the TF tutorial's networks (gan_lib.specs.NETS)
 
 The breakdown traces a few steps (fp32 unless ``--precision bf16``) with ``tf.profiler`` and sums each op
 type's time over TensorFlow's threads (so the shares are of op time, not of
@@ -12,7 +12,7 @@ else tells how much any cut outside the convolutions can buy at most.
 ``--trials`` times, interleaved in one process with the tutorial's step:
 our step as it is; eight of our steps in one ``tf.function`` call (noise
 drawn inside, one dispatch for eight steps); and our step with the fast
-path's parts (:mod:`gan_lib.fastpath`, :mod:`gan_lib.shared_backward`) off, with each part alone, and with each part left out. Thread settings and oneDNN
+path's parts (:mod:`gan_lib.training.fast.kernels`, :mod:`gan_lib.training.fast.shared_backward`) off, with each part alone, and with each part left out. Thread settings and oneDNN
 itself are process-wide, so compare them by running the command again with
 ``GAN_LIB_INTER_OP_THREADS=1`` or ``TF_ENABLE_ONEDNN_OPTS=0`` in the environment.
 """
@@ -30,10 +30,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from gan_lib import bench, fastpath, hardware
+from gan_lib import hardware
+from gan_lib.lab import bench
 from gan_lib.runs import build_trainer
 from gan_lib.specs import get_spec
 from gan_lib.training import STEPS_PER_CALL
+from gan_lib.training.fast import kernels as fastpath
 
 
 def op_breakdown(trainer, batch, steps: int = 5) -> tuple[float, dict[str, float]]:
@@ -101,9 +103,9 @@ def main() -> None:
             "our step": (trainer.train_step, batch, 1),
             f"our step, {STEPS_PER_CALL} per call": (trainer.train_steps, (stack,), STEPS_PER_CALL),
         }
-        # The fast path's parts (gan_lib.fastpath), each alone and each left out: same seed, same networks,
+        # The fast path's parts (gan_lib.training.fast), each alone and each left out: same seed, same networks,
         # Keras' ops otherwise. Layer switches (use_fast_ops), whether Adam runs fused, and whether D's
-        # backward pass on the fakes is shared (gan_lib.shared_backward, only where it applies).
+        # backward pass on the fakes is shared (gan_lib.training.fast.shared_backward, only where it applies).
         # The layer parts the trainer itself picks for this precision on a CPU (fastpath.default_parts), so that
         # "all but X" differs from the default step by X alone.
         dtype = "bfloat16" if args.precision == "bf16" else "float32"

@@ -10,7 +10,7 @@ recipe. What a student waits for is that quality, not a step rate. So:
    in ``benchmarks/`` as a run's ``config.json`` and ``history.json`` in one
    file (:func:`save_baseline`).
 2. :func:`time_to_quality` times the tutorial's fp32 step on this machine
-   (:class:`gan_lib.bench.TutorialStep`), so the tutorial's 50 epochs get a
+   (:class:`gan_lib.lab.bench.TutorialStep`), so the tutorial's 50 epochs get a
    duration measured here, then trains the kit's default recipe from a cold
    start, measuring the same metrics after every epoch, and stops as soon as
    FCD and score are both at least as good as the baseline's last epoch.
@@ -34,8 +34,19 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import keras
+import matplotlib.pyplot as plt
+import numpy as np
+import tensorflow as tf
+
+from gan_lib import hardware
 from gan_lib.checks import InputError
-from gan_lib.io import atomic_write_json
+from gan_lib.io import atomic_path, atomic_write_json
+from gan_lib.lab import bench
+from gan_lib.run_folder import load_history, load_run_config
+from gan_lib.runs import run_nets, train_model
+from gan_lib.specs import get_spec
+from gan_lib.training import StopTraining
 
 BASELINE_FILE = "mnist_tutorial_recipe_50_epochs.json"
 TARGET_SHARE = 0.25  # the speed issue's target: at most a quarter of the tutorial's time
@@ -120,11 +131,6 @@ def time_to_quality(
     epoch reached (None if never), our seconds, the tutorial's seconds for its
     epochs on this machine, their ratio, and both curves for the plot.
     """
-    from gan_lib import hardware
-    from gan_lib.runs import load_run_config, train_model
-    from gan_lib.specs import get_spec
-    from gan_lib.training import StopTraining
-
     spec = get_spec(model)
     base = load_baseline(baseline or default_baseline_path())
     target = base["history"][-1]
@@ -189,12 +195,6 @@ def time_to_quality(
 
 def tutorial_step_seconds(spec, batch_size: int, steps: int, repeats: int) -> float:
     """Seconds per step of the tutorial's plain fp32 train step on this machine: the median of ``repeats``."""
-    import keras
-    import numpy as np
-    import tensorflow as tf
-
-    from gan_lib import bench
-
     keras.utils.set_random_seed(0)
     tutorial = bench.TutorialStep(spec.with_nets("tutorial"), batch_size)  # the assignment's networks
     images = tf.constant(np.random.default_rng(0).uniform(-1, 1, (batch_size, *spec.image_shape)).astype(np.float32))
@@ -204,9 +204,6 @@ def tutorial_step_seconds(spec, batch_size: int, steps: int, repeats: int) -> fl
 
 def _recorded_run(run_dir: Path, spec, max_epochs: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """A finished run of our default recipe, checked to be a fair stand-in for a cold-start race."""
-    from gan_lib.runs import load_run_config, run_nets
-    from gan_lib.training import load_history
-
     config, history = load_run_config(run_dir), load_history(run_dir)
     where = f"--from-run {run_dir}"
     nets = run_nets(config)
@@ -261,10 +258,6 @@ def format_report(r: dict[str, Any]) -> str:
 
 def plot(result: dict[str, Any], path: str | os.PathLike):
     """Score and FCD against wall-clock minutes, ours and the tutorial's, in one figure (PNG)."""
-    import matplotlib.pyplot as plt
-
-    from gan_lib.io import atomic_path
-
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for key, ax, title in (("score", axes[0], "Classifier score (higher is better)"),
                            ("fcd", axes[1], "FCD (lower is better)")):  # fmt: skip

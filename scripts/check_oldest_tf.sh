@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The oldest TensorFlow that pyproject.toml claims, tested: a virtual environment of its own with that
+# TensorFlow and the oldest Keras claimed, then a focused subset of the tests (models, losses, train step,
+# the Keras-model GAN, the shipped reference runs and classifiers, the command line).
+# `make check-oldest-tf` runs it. The first run downloads TensorFlow from the package registry (1.7 GB installed).
+# Usage: scripts/check_oldest_tf.sh [pytest args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+OLDEST_TF=2.18.1
+OLDEST_KERAS=3.15.0
+VENV=${OLDEST_TF_VENV:-.venv-oldest-tf}
+PYTHON=${PYTHON:-python3}
+
+if ! [ -x "$VENV/bin/python" ]; then
+  "$PYTHON" -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install --quiet --upgrade pip
+"$VENV/bin/python" -m pip install --quiet "tensorflow==$OLDEST_TF" "keras==$OLDEST_KERAS" \
+  "matplotlib>=3.8" "imageio>=2.34" "pillow>=10" "pytest>=8"
+"$VENV/bin/python" -c "import tensorflow as tf, keras; print('TensorFlow', tf.__version__, '/ Keras', keras.__version__)"
+
+if [ "$#" -eq 0 ]; then
+  set -- tests/test_models.py tests/test_losses.py tests/test_keras_gan.py tests/test_reference.py tests/test_cli.py
+fi
+PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@"
