@@ -192,4 +192,4 @@ def test_run_autograder_grades_the_submission_into_a_valid_results_json(tmp_path
     assert results["output_format"] == "md"
     assert "# Grading report: correct_cgan.ipynb" in results["output"]
     assert "RuntimeError" in results["output"]  # hostile_raise's report says what happened
-    assert (autograder / "grading" / "correct_cgan.ipynb" / "report.json").is_file()
+    assert len(list((autograder / "grading").glob("*/report.json"))) == 2  # the reports stay for the course

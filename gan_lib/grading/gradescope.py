@@ -215,7 +215,9 @@ def read_reports(grading: Path) -> list[tuple[dict, str]]:
 def write_results(grading: Path, submission: Path, out: Path, visibility: str = "visible") -> dict:
     """Write results.json for the reports in ``grading`` (or a score of 0 saying why there are none)."""
     reports = read_reports(grading) if grading.is_dir() else []
-    results = results_from_reports(reports, visibility) if reports else no_report_results(submission, grading, visibility)
+    results = (
+        results_from_reports(reports, visibility) if reports else no_report_results(submission, grading, visibility)
+    )
     atomic_write_json(out, results)
     return results
 
