@@ -3,6 +3,8 @@
 gan-lib train mnist|cifar10|fashion-cgan|faces [--epochs N | --steps N] [--out DIR] [--checkpoint-every N]
                                          [--limit N] [--seed S] [--data-dir DIR]
 gan-lib sample RUN_DIR --n N --out FILE.npz
+gan-lib gradescope-autograder --out autograder.zip [--rubric FILE] [--install-source SOURCE]   (docs/course_scale.md)
+gan-lib similarity FOLDER --out DIR [--template NOTEBOOK]                                    (docs/course_scale.md)
 """
 
 from __future__ import annotations
