@@ -130,7 +130,7 @@ def test_zip_has_gradescopes_layout_and_executable_scripts(tmp_path):
     assert sorted(names) == ["run_autograder", "setup.sh"]  # at the root, not in a folder
     assert all(stat.S_ISREG(mode) and mode & 0o111 for mode in modes.values())
     assert setup.startswith("#!/usr/bin/env bash") and run.startswith("#!/usr/bin/env bash")
-    assert "pip install gan-kit==0.1.0" in setup and "bubblewrap" in setup
+    assert "pip install gan-kit==0.1.0 ipykernel jupyter_client nbformat" in setup and "bubblewrap" in setup
     assert "--cell-timeout 300" in run
     # Every path goes through $ROOT, so GAN_LIB_AUTOGRADER_ROOT moves them all.
     assert 'ROOT="${GAN_LIB_AUTOGRADER_ROOT:-/autograder}"' in run and "/autograder/" not in run
@@ -144,7 +144,7 @@ def test_a_local_wheel_is_bundled_and_installed_from_source(tmp_path):
     out = build_zip(tmp_path, "--install-source", str(wheel))
     with zipfile.ZipFile(out) as archive:
         assert archive.read(wheel.name) == wheel.read_bytes()
-        assert f'pip install "$ROOT/source/{wheel.name}"' in archive.read("setup.sh").decode()
+        assert f'pip install "$ROOT/source/{wheel.name}" ipykernel' in archive.read("setup.sh").decode()
 
 
 def test_bad_input_is_refused_with_a_message_and_no_zip(tmp_path):

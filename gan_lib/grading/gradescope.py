@@ -27,6 +27,8 @@ from gan_lib.io import atomic_path, atomic_write_json
 
 ROOT_ENV = "GAN_LIB_AUTOGRADER_ROOT"
 DEFAULT_INSTALL_SOURCE = "gan-kit"
+# What gan-lib grade runs notebooks with (gan_lib.grading's imports), beyond the kit's own dependencies.
+RUNNER_PACKAGES = ("ipykernel", "jupyter_client", "nbformat")
 VISIBILITIES = ("visible", "after_due_date", "after_published", "hidden")
 RUBRIC_NAME = "rubric.json"
 GRADE_LOG = "grade.log"
@@ -46,7 +48,10 @@ if command -v apt-get >/dev/null 2>&1; then
 fi
 python3 -m venv "$ROOT/venv"
 "$ROOT/venv/bin/python" -m pip install --upgrade pip
-"$ROOT/venv/bin/python" -m pip install {install}
+# The grader runs notebooks with these; the kit itself does not depend on them.
+"$ROOT/venv/bin/python" -m pip install {install} {runner}
+# A broken install fails the image build, not every submission.
+"$ROOT/venv/bin/python" -c "import gan_lib.grading, ipykernel, tensorflow"
 "$ROOT/venv/bin/gan-lib" grade --help >/dev/null
 """
 
@@ -76,7 +81,7 @@ class AutograderError(ValueError):
 
 def setup_script(install: str) -> str:
     """setup.sh: the kit from ``install`` (a pip requirement, or ``source/<file>`` bundled in the zip)."""
-    return SETUP_SH.format(root_env=ROOT_ENV, install=install)
+    return SETUP_SH.format(root_env=ROOT_ENV, install=install, runner=" ".join(RUNNER_PACKAGES))
 
 
 def run_script(visibility: str = "visible", grade_options: str = "") -> str:
