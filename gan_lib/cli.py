@@ -3,6 +3,8 @@
 gan-lib train mnist|cifar10|fashion-cgan|faces [--epochs N | --steps N] [--out DIR] [--checkpoint-every N]
                                          [--limit N] [--seed S] [--data-dir DIR]
 gan-lib sample RUN_DIR --n N --out FILE.npz
+gan-lib gradescope-autograder --out autograder.zip [--rubric FILE] [--install-source SOURCE]   (docs/course_scale.md)
+gan-lib similarity FOLDER --out DIR [--template NOTEBOOK]                                    (docs/course_scale.md)
 """
 
 from __future__ import annotations
@@ -116,9 +118,28 @@ def build_parser() -> argparse.ArgumentParser:
                        help="--to-quality: run folder (default: a fresh temporary one); result.json and plot go there")  # fmt: skip
 
     from gan_lib import grading, templates  # both import only the standard library
+    from gan_lib.grading import gradescope  # the standard library only
 
     grading.add_grade_parser(sub)
+    gradescope.add_gradescope_parsers(sub)
     templates.add_templates_parser(sub)
+
+    similar = sub.add_parser(
+        "similarity",
+        help="pairs of submissions whose builders are nearly the same, after the template's code (for a TA; never a penalty)",
+    )
+    similar.add_argument("folder", type=Path, help="a folder of submitted .ipynb files")
+    similar.add_argument("--out", type=Path, default=Path("similarity"), help="report folder (default: similarity/)")
+    similar.add_argument(
+        "--template", type=Path, action="append", default=None,
+        help="the students' template notebook(s) whose code is discounted (default: notebooks/student/*.ipynb "
+        "of this kit); repeat for several",
+    )  # fmt: skip
+    similar.add_argument("--threshold", type=float, default=0.6,
+                         help="list a pair when this share of either one's builder code matches (default 0.6)")  # fmt: skip
+    similar.add_argument("--min-tokens", type=_positive_int, default=40,
+                         help="ignore matches shorter than this many normalised characters in all (default 40)")  # fmt: skip
+    similar.set_defaults(func=cmd_similarity)
     return parser
 
 
@@ -179,6 +200,23 @@ def cmd_time_to_quality(args: argparse.Namespace) -> int:
     ttq.plot(result, run_dir / "time_to_quality.png")
     print(f"curves: {run_dir / 'time_to_quality.json'}, plot: {run_dir / 'time_to_quality.png'}")
     print(ttq.format_report(result))
+    return 0
+
+
+def cmd_similarity(args: argparse.Namespace) -> int:
+    from gan_lib.grading import similarity  # needs copydetect
+
+    try:
+        report = similarity.similarity_report(
+            args.folder, args.out, templates=args.template, threshold=args.threshold, min_tokens=args.min_tokens
+        )
+    except similarity.SimilarityInputError as exc:
+        print(f"similarity: error: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"{len(report['pairs'])} pair(s) of {len(report['submissions'])} submissions at or above "
+        f"{args.threshold:.0%}: {args.out / 'similarity.md'} (and .csv, .json)"
+    )
     return 0
 
 
