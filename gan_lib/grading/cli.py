@@ -128,6 +128,10 @@ def cmd_grade(args: argparse.Namespace) -> int:
         except MarksError as exc:
             print(f"grade: error: --merge-manual: {exc}", file=sys.stderr)
             return 2
+        except OSError as exc:
+            print(f"grade: error: --merge-manual: could not write the merged files, so nothing changed: {exc}",
+                  file=sys.stderr)  # fmt: skip
+            return 2
         if not args.quiet:
             print(f"merged {merged} mark(s) into {args.out}; see {args.out / 'students.csv'}")
         return 0
