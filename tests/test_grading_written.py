@@ -193,3 +193,15 @@ def test_two_submissions_of_one_notebook_are_flagged(tmp_path):
     assert grading.main([str(tmp_path / "subs"), "--out", str(tmp_path / "out"), "--quiet"]) == 0
     (row,) = _csv(tmp_path / "out" / "students.csv")
     assert row["student"] == "erin" and "two submissions of 01_dcgan_mnist.ipynb" in row["notes"]
+
+
+def test_a_relative_out_folder_works_for_a_notebook_that_runs(tmp_path, monkeypatch):
+    """The runner and the judge start in their own folders: a relative --out must still reach them."""
+    (tmp_path / "subs" / "frank").mkdir(parents=True)
+    stub = ROOT / "tests" / "submissions" / "template_untouched.ipynb"
+    (tmp_path / "subs" / "frank" / "02.ipynb").write_bytes(stub.read_bytes())
+    monkeypatch.chdir(tmp_path)
+    assert grading.main(["subs", "--out", "out", "--quiet"]) == 0
+    report = json.loads((tmp_path / "out" / "frank" / "02" / "report.json").read_text(encoding="utf-8"))
+    assert report["status"] == "error" and report["kind"] == "cifar10", report["events"]
+    assert "NotImplementedError" in " ".join(report["events"])

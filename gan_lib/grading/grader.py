@@ -476,8 +476,9 @@ def grade_submission(
     name = path.name
     limits, kind_option = options.for_submission(name)
     folder_name = folder_name or safe_name(name)
-    report_dir = options.out / folder_name
-    work = options.out / ".work" / f"{folder_name.replace('/', '__')}-{secrets.token_hex(4)}"
+    out = options.out.resolve()  # the runner and the judge start in other folders: no relative path may reach them
+    report_dir = out / folder_name
+    work = out / ".work" / f"{folder_name.replace('/', '__')}-{secrets.token_hex(4)}"
     sentence = isolation.sentence()
     extra = {"sandbox_mode": isolation.mode, "student": student or safe_name(name), "folder": folder_name}
     report: dict
