@@ -347,7 +347,8 @@ def render_markdown(report: dict) -> str:
 
 
 def gradebook_rows(reports: Sequence[dict]) -> tuple[list[str], list[list[str]]]:
-    """(header, rows) of gradebook.csv: submission, kind, total, max, status, review, sandbox, then the items."""
+    """(header, rows) of gradebook.csv: student, submission, kind, total, awaiting, max, status, review, sandbox,
+    then the items (a written item no TA has marked reads "awaiting TA")."""
     item_ids: list[str] = []
     for assignment in ASSIGNMENTS.values():
         for item in assignment.rubric:
