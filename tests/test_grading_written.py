@@ -87,6 +87,8 @@ def test_unmarked_written_items_await_a_ta_and_are_never_zero(graded):
     assert report["total"] == 0 and report["awaiting"] == 3 and report["max"] == 3
     assert all(item["points"] is None and item["reason"].startswith("awaiting TA") for item in report["items"])
     assert not (graded / "alice" / "part1" / "executed.ipynb").exists(), "notebook 01 is read, not run"
+    markdown = (graded / "alice" / "part1" / "report.md").read_text(encoding="utf-8")
+    assert "This notebook was read, not run" in markdown and "executed.ipynb" not in markdown
     gradebook = _csv(graded / "gradebook.csv")
     assert {row["written.todo2"] for row in gradebook} == {"awaiting TA"}
     students = {row["student"]: row for row in _csv(graded / "students.csv")}

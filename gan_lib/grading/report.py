@@ -276,6 +276,7 @@ def make_report(
         "max": assignment.max_points,
         "items": items,
         "answers": answers or {},
+        "ran": assignment.runs,
         "review": [clean_text(r, 400) for r in verdict.get("review", [])],
         "events": events + [f"Note: {clean_text(note)}" for note in verdict.get("notes", [])],
         "sandbox": sandbox,
@@ -334,14 +335,16 @@ def render_markdown(report: dict) -> str:
             lines.append("")
     limits = report.get("limits")
     lines.append("---")
-    if limits:
+    if limits and report.get("ran", True):
         lines.append(
             f"Limits: {limits['cell_timeout']:g} s per cell, {limits['total_timeout']:g} s in total, "
             f"{limits['memory_mb']} MiB of memory, smoke mode (GAN_LIB_SMOKE=1). "
             "The outputs are in executed.ipynb beside this report."
         )
-    if report.get("sandbox"):
+    if report.get("sandbox") and report.get("ran", True):
         lines.append(report["sandbox"])
+    elif not report.get("ran", True):
+        lines.append("This notebook was read, not run: its points are for written answers, which a TA marks.")
     lines.append("")
     return "\n".join(lines)
 
