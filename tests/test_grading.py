@@ -212,12 +212,20 @@ def test_reports_and_gradebook_are_intact(graded):
         assert (folder / "report.md").read_text(encoding="utf-8") == render_markdown(report), name
         assert set(os.listdir(folder)) <= {"report.md", "report.json", "executed.ipynb", "progress.gif"}, name
         nbformat.validate(nbformat.read(str(folder / "executed.ipynb"), as_version=4))
-    expected_entries = {grading.safe_name(n) for n in GRADED} | {"gradebook.csv"}
+    expected_entries = {grading.safe_name(n) for n in GRADED} | {"gradebook.csv", "students.csv", "written"}
     assert set(os.listdir(out)) == expected_entries, "nothing else in --out (no .work, no planted files)"
     header, rows = grading.gradebook_rows([graded["reports"][n] for n in sorted(graded["reports"])])
     with open(out / "gradebook.csv", newline="", encoding="utf-8") as handle:
         written = list(csv.reader(handle))
     assert written[0] == header and sorted(written[1:]) == sorted(rows)
+    # The written answers: notebook 03's explanation, one row per cGAN submission, unmarked; each student's total.
+    marks = list(csv.DictReader((out / "written" / "marks.csv").open(encoding="utf-8")))
+    cgan = sorted(grading.safe_name(n) for n in GRADED if EXPECTED[n]["kind"] == "fashion-cgan")
+    assert sorted(row["folder"] for row in marks) == cgan and {row["points"] for row in marks} == {""}
+    assert {row["question"] for row in marks} == {"written.cgan_explanation"}
+    assert sorted(os.listdir(out / "written")) == ["marks.csv", "review.html", "review.md"]
+    students = list(csv.DictReader((out / "students.csv").open(encoding="utf-8")))
+    assert len(students) == len(GRADED) and {row["max"] for row in students} == {"10"}
 
 
 def test_every_report_and_the_gradebook_say_how_notebooks_were_isolated(graded):
