@@ -11,6 +11,7 @@ import copy
 import csv
 import io
 import json
+import os
 from pathlib import Path
 
 import nbformat
@@ -195,6 +196,19 @@ def test_two_submissions_of_one_notebook_are_flagged(tmp_path):
     assert grading.main([str(tmp_path / "subs"), "--out", str(tmp_path / "out"), "--quiet"]) == 0
     (row,) = _csv(tmp_path / "out" / "students.csv")
     assert row["student"] == "erin" and "two submissions of 01_dcgan_mnist.ipynb" in row["notes"]
+
+
+def test_a_student_or_notebook_named_like_the_graders_files_keeps_them_apart(tmp_path):
+    (tmp_path / "subs" / "written").mkdir(parents=True)
+    nb = nbformat.read(str(STUDENT_01), as_version=4)
+    nbformat.write(nb, str(tmp_path / "subs" / "written" / "01.ipynb"))
+    nbformat.write(nb, str(tmp_path / "subs" / "students.csv.ipynb"))
+    out = tmp_path / "out"
+    assert grading.main([str(tmp_path / "subs"), "--out", str(out), "--quiet"]) == 0
+    assert (out / "written_student" / "01" / "report.json").is_file()
+    assert (out / "students.csv_submission" / "report.json").is_file() and (out / "students.csv").is_file()
+    assert sorted(os.listdir(out / "written")) == ["marks.csv", "review.html", "review.md"]
+    assert sorted(row["student"] for row in _csv(out / "students.csv")) == ["students.csv", "written_student"]
 
 
 def test_a_relative_out_folder_works_for_a_notebook_that_runs(tmp_path, monkeypatch):

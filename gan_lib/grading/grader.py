@@ -53,6 +53,8 @@ MAX_SMALL_FILE_BYTES = 1 * 2**20
 MAX_GIF_BYTES = 32 * 2**20
 JUDGE_START_SLACK = 90.0  # TensorFlow's import in the judge, on a busy machine
 ROLES = ("generator", "discriminator")
+# Names in --out that are the grader's own, never a submission's report folder.
+RESERVED_NAMES = frozenset({REVIEW_DIR, "gradebook.csv", "students.csv"})
 
 
 def safe_name(name: str) -> str:
@@ -591,7 +593,11 @@ def grade(path: Path, options: GradeOptions) -> list[dict]:
     for submission in submissions:  # "a b.ipynb" and "a_b.ipynb" must not share a report folder
         base = safe_name(submission.name)
         if path.is_dir() and submission.parent.resolve() != path.resolve():
+            if students[submission] in RESERVED_NAMES:  # a student called "written" keeps out of the review sheet
+                students[submission] += "_student"
             base = f"{students[submission]}/{base}"
+        elif base in RESERVED_NAMES:
+            base += "_submission"
         folder, number = base, 1
         while folder in folders.values():
             number += 1

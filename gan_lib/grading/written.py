@@ -316,7 +316,7 @@ def load_reports(out: Path) -> dict[str, dict]:
     reports = {}
     for path in sorted([*out.glob("*/report.json"), *out.glob("*/*/report.json")]):
         folder = path.parent.relative_to(out).as_posix()
-        if folder.startswith((".", REVIEW_DIR)):
+        if folder.startswith(".") or folder.split("/")[0] == REVIEW_DIR:
             continue
         report = json.loads(path.read_text(encoding="utf-8"))
         report.setdefault("folder", folder)
