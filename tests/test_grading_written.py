@@ -171,6 +171,10 @@ def test_merge_input_errors_say_what_to_do(graded, tmp_path, capsys):
     assert "no gradebook.csv" in capsys.readouterr().err
     assert grading.main([str(tmp_path), "--merge-manual", str(headless), "--out", str(graded)]) == 2
     assert "give no submission with it" in capsys.readouterr().err
+    (graded / "bob" / "01_dcgan_mnist" / "report.json").write_text("{ cut short", encoding="utf-8")
+    filled = _fill(graded, {("alice", "written.todo1"): "1"}, tmp_path / "filled.csv")
+    assert grading.main(["--merge-manual", str(filled), "--out", str(graded)]) == 2
+    assert "cannot be read as a report" in capsys.readouterr().err
 
 
 def test_a_merge_that_cannot_write_changes_nothing(graded, tmp_path, capsys):

@@ -318,7 +318,12 @@ def load_reports(out: Path) -> dict[str, dict]:
         folder = path.parent.relative_to(out).as_posix()
         if folder.startswith(".") or folder.split("/")[0] == REVIEW_DIR:
             continue
-        report = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            report = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise MarksError(f"{path}: cannot be read as a report ({exc}); grade that submission again") from exc
+        if not isinstance(report, dict) or not isinstance(report.get("items"), list):
+            raise MarksError(f"{path}: not a grader's report; grade that submission again")
         report.setdefault("folder", folder)
         reports[folder] = report
     return reports
