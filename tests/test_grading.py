@@ -164,6 +164,9 @@ def test_verdict(graded, name):
     rubric = {item.id for item in ASSIGNMENTS[expected["kind"]].rubric}
     failed = rubric if expected["failed"] == "all" else set(expected["failed"])
     for item in report["items"]:
+        if item.get("written"):  # a written answer awaits a TA: never scored, never 0
+            assert item["points"] is None and row[item["id"]] == "awaiting TA", summary
+            continue
         assert item["passed"] == (item["id"] not in failed), f"{item['id']}: {item['reason']}\n{summary}"
         assert float(row[item["id"]]) == item["points"]
     events = " | ".join(report["events"])
@@ -183,11 +186,13 @@ def test_verdict(graded, name):
 def test_report_json_has_the_agreed_form(graded):
     for name, report in graded["reports"].items():
         assert isinstance(report["total"], float) and isinstance(report["max"], float), name
-        assert report["total"] == pytest.approx(sum(item["points"] for item in report["items"]))
+        assert report["total"] == pytest.approx(sum(i["points"] for i in report["items"] if i["points"] is not None))
+        assert report["awaiting"] == pytest.approx(sum(i["max"] for i in report["items"] if i["points"] is None))
         for item in report["items"]:
-            assert set(item) == {"id", "what", "points", "max", "passed", "reason"}
+            written = {"written", "answer_state"} if item.get("written") else set()
+            assert set(item) == {"id", "what", "points", "max", "passed", "reason"} | written
             assert isinstance(item["id"], str) and isinstance(item["reason"], str) and item["reason"]
-            assert isinstance(item["points"], float) and isinstance(item["max"], float)
+            assert isinstance(item["points"], float if not written else type(None)) and isinstance(item["max"], float)
             assert isinstance(item["passed"], bool)
             assert "\x1b" not in item["reason"] and "tf.Tensor(" not in item["reason"], (name, item)
 
@@ -195,7 +200,7 @@ def test_report_json_has_the_agreed_form(graded):
 def test_every_lost_point_has_a_reason_and_a_hint(graded):
     for name, report in graded["reports"].items():
         for item in report["items"]:
-            if not item["passed"]:
+            if not item["passed"] and not item.get("written"):
                 assert "Hint:" in item["reason"] or "Fix:" in item["reason"], f"{name} {item['id']}: {item['reason']}"
 
 
@@ -207,12 +212,20 @@ def test_reports_and_gradebook_are_intact(graded):
         assert (folder / "report.md").read_text(encoding="utf-8") == render_markdown(report), name
         assert set(os.listdir(folder)) <= {"report.md", "report.json", "executed.ipynb", "progress.gif"}, name
         nbformat.validate(nbformat.read(str(folder / "executed.ipynb"), as_version=4))
-    expected_entries = {grading.safe_name(n) for n in GRADED} | {"gradebook.csv"}
+    expected_entries = {grading.safe_name(n) for n in GRADED} | {"gradebook.csv", "students.csv", "written"}
     assert set(os.listdir(out)) == expected_entries, "nothing else in --out (no .work, no planted files)"
     header, rows = grading.gradebook_rows([graded["reports"][n] for n in sorted(graded["reports"])])
     with open(out / "gradebook.csv", newline="", encoding="utf-8") as handle:
         written = list(csv.reader(handle))
     assert written[0] == header and sorted(written[1:]) == sorted(rows)
+    # The written answers: notebook 03's explanation, one row per cGAN submission, unmarked; each student's total.
+    marks = list(csv.DictReader((out / "written" / "marks.csv").open(encoding="utf-8")))
+    cgan = sorted(grading.safe_name(n) for n in GRADED if EXPECTED[n]["kind"] == "fashion-cgan")
+    assert sorted(row["folder"] for row in marks) == cgan and {row["points"] for row in marks} == {""}
+    assert {row["question"] for row in marks} == {"written.cgan_explanation"}
+    assert sorted(os.listdir(out / "written")) == ["marks.csv", "review.html", "review.md"]
+    students = list(csv.DictReader((out / "students.csv").open(encoding="utf-8")))
+    assert len(students) == len(GRADED) and {row["max"] for row in students} == {"10"}
 
 
 def test_every_report_and_the_gradebook_say_how_notebooks_were_isolated(graded):

@@ -51,16 +51,41 @@ def test_detect_kind_knows_both_names_of_the_builders():
 
 
 def test_rubric_points_follow_the_assignment():
-    cifar = rubric.ASSIGNMENTS["cifar10"]
-    assert sum(i.max for i in cifar.rubric if i.id.startswith("generator.")) == 2.5
-    assert sum(i.max for i in cifar.rubric if i.id.startswith("discriminator.")) == 2.5
-    assert sum(i.max for i in rubric.ASSIGNMENTS["fashion-cgan"].rubric if i.id.startswith("cgan.")) == 1.0
-    for assignment in rubric.ASSIGNMENTS.values():
+    """The shipped rubric: 10 points, part 1 = 3 written, part 2 = 2.5 + 2.5 (GIF in the generator's), part 3 = 1 + 1."""
+    assignments = rubric.ASSIGNMENTS
+    assert sum(a.max_points for a in assignments.values()) == pytest.approx(10)
+    mnist, cifar, cgan = assignments["mnist"], assignments["cifar10"], assignments["fashion-cgan"]
+    assert not mnist.runs and [i.max for i in mnist.rubric] == [1, 1, 1] and all(i.written for i in mnist.rubric)
+    generator = [i.max for i in cifar.rubric if i.id.startswith("generator.") or i.id == rubric.GIF_ITEM_ID]
+    assert sum(generator) == pytest.approx(2.5)
+    assert sum(i.max for i in cifar.rubric if i.id.startswith("discriminator.")) == pytest.approx(2.5)
+    assert not cifar.written_items
+    assert [(i.id, i.max) for i in cgan.written_items] == [("written.cgan_explanation", 1.0)]
+    assert sum(i.max for i in cgan.rubric if not i.written) == pytest.approx(1.0)
+    for assignment in (cifar, cgan):
         ids = {i.id for i in assignment.rubric}
         assert rubric.GIF_ITEM_ID in ids
         assert set(rubric.GENERATOR_ITEMS[assignment.kind]) <= ids
         assert set(rubric.DISCRIMINATOR_ITEMS[assignment.kind]) <= ids
     assert cifar.builders[0][0] == "make_generator_model" and "make_generator" in cifar.builders[0]
+
+
+def test_notebook_01_is_recognised_by_its_answer_cells_and_its_answers_are_read():
+    from gan_lib.grading.source import written_answers
+
+    root = Path(__file__).resolve().parents[1] / "notebooks"
+    markers = {item.id: item.answer for item in rubric.ASSIGNMENTS["mnist"].written_items}
+    for folder in (root, root / "student"):
+        assert rubric.detect_kind(nbformat.read(str(folder / "01_dcgan_mnist.ipynb"), as_version=4)) == "mnist"
+    nb = _notebook("print('hi')")
+    nb.cells += [
+        nbformat.v4.new_markdown_cell("** Your answer to  todo 1: **\n\nTwo networks play a game."),
+        nbformat.v4.new_markdown_cell("**Your answer to TODO 2:**\n\nYOUR ANSWER HERE"),
+    ]
+    assert rubric.detect_kind(nb) == "mnist"
+    answers = written_answers({"cells": [dict(c) for c in nb.cells]}, markers)
+    assert answers["written.todo1"] == {"state": "answered", "text": "Two networks play a game."}
+    assert answers["written.todo2"]["state"] == "blank" and answers["written.todo3"]["state"] == "missing"
 
 
 def test_kit_calls_finds_the_kit_builders_in_a_builder_body():
@@ -259,28 +284,35 @@ def test_make_report_scores_renders_and_carries_review():
         "wall_seconds": 3.0,
     }
     report = grading.make_report("s.ipynb", assignment, result, grading.Limits(), "Each notebook ran in ...")
-    assert report["total"] == 1.25 and report["max"] == 1.5 and report["status"] == "ok"
+    # A verdict can never score a written item: it awaits a TA (1 point), and is not counted as 0.
+    assert report["total"] == 0.8 and report["awaiting"] == 1 and report["max"] == 2 and report["status"] == "ok"
+    written = next(item for item in report["items"] if item["id"] == "written.cgan_explanation")
+    assert written["points"] is None and written["reason"].startswith("awaiting TA: no answer cell was found")
     markdown = grading.render_markdown(report)
-    assert (
-        "**Total: 1.25 / 1.5**" in markdown and "## What to fix" in markdown and "lower the learning rate" in markdown
-    )
+    assert "**Total: 0.8 / 2**" in markdown and "## What to fix" in markdown and "lower the learning rate" in markdown
+    assert "1 of the 2 points are for written answers that a TA has not marked yet" in markdown
+    assert "| awaiting TA / 1 |" in markdown and "**written.cgan_explanation**" not in markdown
     assert "## For a TA" in markdown and markdown.rstrip().endswith("Each notebook ran in ...")
     not_graded = grading.make_report(
         "t.ipynb", assignment, {"cells": [], "export_error": "the kernel was lost"}, grading.Limits()
     )
     assert not_graded["total"] == 0.0
-    assert all("not graded: the kernel was lost" in item["reason"] for item in not_graded["items"])
+    assert all(
+        "not graded: the kernel was lost" in item["reason"] for item in not_graded["items"] if not item.get("written")
+    )
     header, rows = grading.gradebook_rows([report, not_graded])
-    assert header[:7] == ["submission", "kind", "total", "max", "status", "review", "sandbox"]
-    assert rows[0][:6] == [
+    assert header[:9] == ["student", "submission", "kind", "total", "awaiting", "max", "status", "review", "sandbox"]
+    assert rows[0][1:8] == [
         "s.ipynb",
         "fashion-cgan",
-        "1.25",
-        "1.5",
+        "0.8",
+        "1",
+        "2",
         "ok",
         "make_conditional_generator(): a TA should look",
     ]
     assert rows[0][header.index("generator.trains")] == "" and rows[0][header.index("cgan.trains")] == "0"
+    assert rows[0][header.index("written.cgan_explanation")] == "awaiting TA"
 
 
 def test_invalid_and_unrecognised_notebooks_get_a_report_without_running(tmp_path):
@@ -491,7 +523,7 @@ def test_a_rubric_file_changes_points_and_texts_and_the_reports_follow(tmp_path)
         encoding="utf-8",
     )
     assignments = rubric.load_rubric_file(path)
-    assert assignments["cifar10"].max_points == 5.5 + 0.5 - 0.5
+    assert assignments["cifar10"].max_points == pytest.approx(5 + (1 - 0.4) - 0.5)
     assert assignments["fashion-cgan"] == rubric.ASSIGNMENTS["fashion-cgan"]
     items = {item.id: item for item in assignments["cifar10"].rubric}
     assert (
@@ -505,7 +537,7 @@ def test_a_rubric_file_changes_points_and_texts_and_the_reports_follow(tmp_path)
     out = tmp_path / "out"
     assert grading.main([str(folder), "--out", str(out), "--rubric", str(path), "--quiet"]) == 0
     report = json.loads((out / "a" / "report.json").read_text(encoding="utf-8"))
-    assert report["max"] == 5.5
+    assert report["max"] == pytest.approx(5.1)
     assert "two noise vectors, two pictures" in (out / "a" / "report.md").read_text(encoding="utf-8")
 
 
@@ -523,6 +555,10 @@ def test_a_rubric_file_changes_points_and_texts_and_the_reports_follow(tmp_path)
         ('{"cifar10": {"generator.trains": {"pts": 1}}}', "unknown key(s) ['pts']"),
         ('{"cifar10": {"generator.trains": {"what": "two\\nlines"}}}', "one line of text"),
         ('{"cifar10": {"generator.trains": 1}}', "expected an object such as"),
+        ('{"total": 9}', "the items add up to 10 points, not the 9 of 'total'"),
+        ('{"total": 10, "mnist": {"written.todo1": {"points": 2}}}', "add up to 11 points, not the 10"),
+        ('{"total": "ten"}', "total: 'ten' is not a number"),
+        ('{"mnist": {"written.todo4": {"points": 1}}}', "unknown item 'written.todo4'"),
     ],
 )
 def test_a_broken_rubric_file_is_refused_with_what_to_change(tmp_path, capsys, content, message):

@@ -39,6 +39,7 @@ PACKAGE_DATA = (
     "gan_lib/sample_data/mnist.npz",
     "gan_lib/sample_data/fashion_mnist.npz",
     "gan_lib/sample_data/cifar10.npz",
+    "gan_lib/grading/assignment_rubric.json",
 )
 
 

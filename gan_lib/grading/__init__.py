@@ -2,15 +2,16 @@
 
 Usage::
 
-    python -m gan_lib.grading SUBMISSION.ipynb|FOLDER [--out grading/] [--kind auto|cifar10|fashion-cgan]
+    python -m gan_lib.grading SUBMISSION.ipynb|FOLDER [--out grading/] [--kind auto|mnist|cifar10|fashion-cgan]
         [--cell-timeout 120] [--total-timeout 300] [--grade-timeout 120] [--memory-mb 8192]
         [--cpu-seconds 1800] [--max-output-kb 1024] [--jobs 1] [--limits FILE.json]
-        [--sandbox auto|bubblewrap|none] [--keep-scratch] [--quiet]
+        [--sandbox auto|bubblewrap|none] [--rubric FILE] [--instructor-notebooks DIR] [--keep-scratch] [--quiet]
+    python -m gan_lib.grading --merge-manual MARKS.csv --out grading/
 
 The parts, one module each:
 
-* :mod:`~gan_lib.grading.rubric`: the assignments, their builders, items and points (what an
-  instructor edits);
+* :mod:`~gan_lib.grading.rubric`: the assignments, their builders and items; their points and
+  texts are in ``assignment_rubric.json`` beside it (what an instructor edits);
 * :mod:`~gan_lib.grading.sandbox`: bubblewrap, the audit hook, resource limits, and reading back
   files a kernel could have touched;
 * :mod:`~gan_lib.grading.runner` and :mod:`~gan_lib.grading.kernel`: running the notebook's cells;
@@ -19,6 +20,8 @@ The parts, one module each:
   models in safe mode and scores them;
 * :mod:`~gan_lib.grading.source`: what is read from the notebook's source without running it;
 * :mod:`~gan_lib.grading.report`: report.md, report.json and the gradebook;
+* :mod:`~gan_lib.grading.written`: the written answers' review sheet, a TA's marks merged back,
+  and each student's total (students.csv);
 * :mod:`~gan_lib.grading.grader` and :mod:`~gan_lib.grading.cli`: one submission, a folder, the command.
 
 docs/grading.md says what the sandbox enforces and what it does not. Importing this package loads
@@ -30,12 +33,14 @@ from gan_lib.grading.grader import find_submissions, grade, grade_submission, sa
 from gan_lib.grading.options import GradeOptions, Limits
 from gan_lib.grading.report import describe_run, gradebook_rows, make_report, render_markdown
 from gan_lib.grading.rubric import ASSIGNMENTS, Assignment, RubricItem, detect_kind
+from gan_lib.grading.written import MarksError, merge_marks, write_review_sheet
 
 __all__ = [
     "ASSIGNMENTS",
     "Assignment",
     "GradeOptions",
     "Limits",
+    "MarksError",
     "RubricItem",
     "add_grade_parser",
     "cmd_grade",
@@ -47,6 +52,8 @@ __all__ = [
     "gradebook_rows",
     "main",
     "make_report",
+    "merge_marks",
     "render_markdown",
     "safe_name",
+    "write_review_sheet",
 ]

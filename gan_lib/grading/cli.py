@@ -22,6 +22,7 @@ from gan_lib.grading.options import (
     Limits,
 )
 from gan_lib.grading.rubric import ASSIGNMENTS, RubricFileError, load_rubric_file
+from gan_lib.grading.written import MarksError, merge_marks
 
 
 def _positive(kind: type):
@@ -35,7 +36,26 @@ def _positive(kind: type):
 
 
 def _configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("submission", type=Path, help="a submitted .ipynb, or a folder of them")
+    parser.add_argument(
+        "submission",
+        type=Path,
+        nargs="?",
+        help="a submitted .ipynb, or a folder of them (a subfolder per student: FOLDER/alice/*.ipynb)",
+    )
+    parser.add_argument(
+        "--merge-manual",
+        type=Path,
+        default=None,
+        metavar="MARKS.csv",
+        help="merge a TA's filled OUT/written/marks.csv into the reports of --out (grades nothing)",
+    )
+    parser.add_argument(
+        "--instructor-notebooks",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where the instructor's notebooks 01-03 are, for the model answers (default: the kit's notebooks/)",
+    )
     parser.add_argument("--out", type=Path, default=Path("grading"), help="output folder (default: grading/)")
     parser.add_argument(
         "--kind", choices=["auto", *ASSIGNMENTS], default="auto", help="which assignment (default: detect it)"
@@ -94,6 +114,30 @@ def _read_overrides(path: Path | None) -> dict[str, dict[str, Any]]:
 
 def cmd_grade(args: argparse.Namespace) -> int:
     """Handler of ``gan-lib grade``: 0 when every submission got a report, 1 on a grader error, 2 on bad input."""
+    try:
+        assignments = load_rubric_file(args.rubric) if getattr(args, "rubric", None) else dict(ASSIGNMENTS)
+    except RubricFileError as exc:
+        print(f"grade: error: --rubric: {exc}", file=sys.stderr)
+        return 2
+    if getattr(args, "merge_manual", None) is not None:
+        if args.submission is not None:
+            print("grade: error: --merge-manual merges marks into --out; give no submission with it", file=sys.stderr)
+            return 2
+        try:
+            merged = merge_marks(args.merge_manual, args.out, assignments, args.instructor_notebooks)
+        except MarksError as exc:
+            print(f"grade: error: --merge-manual: {exc}", file=sys.stderr)
+            return 2
+        except OSError as exc:
+            print(f"grade: error: --merge-manual: could not write the merged files, so nothing changed: {exc}",
+                  file=sys.stderr)  # fmt: skip
+            return 2
+        if not args.quiet:
+            print(f"merged {merged} mark(s) into {args.out}; see {args.out / 'students.csv'}")
+        return 0
+    if args.submission is None:
+        print("grade: error: give a submission (.ipynb or folder), or --merge-manual MARKS.csv", file=sys.stderr)
+        return 2
     if not args.submission.exists():
         print(f"grade: error: {args.submission} does not exist", file=sys.stderr)
         return 2
@@ -105,11 +149,6 @@ def cmd_grade(args: argparse.Namespace) -> int:
         overrides = _read_overrides(args.limits)
     except (OSError, ValueError) as exc:
         print(f"grade: error: --limits: {exc}", file=sys.stderr)
-        return 2
-    try:
-        assignments = load_rubric_file(args.rubric) if getattr(args, "rubric", None) else dict(ASSIGNMENTS)
-    except RubricFileError as exc:
-        print(f"grade: error: --rubric: {exc}", file=sys.stderr)
         return 2
     options = GradeOptions(
         out=args.out,
@@ -128,6 +167,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
         quiet=args.quiet,
         sandbox=getattr(args, "sandbox", "auto"),
         assignments=assignments,
+        instructor_notebooks=getattr(args, "instructor_notebooks", None),
     )
     try:
         reports = grade(args.submission, options)

@@ -44,7 +44,8 @@ from gan_lib.grading.rubric import (
     Assignment,
     detect_kind,
 )
-from gan_lib.grading.source import kit_calls
+from gan_lib.grading.source import kit_calls, written_answers
+from gan_lib.grading.written import REVIEW_DIR, write_review_sheet, write_students
 from gan_lib.io import atomic_write_json, atomic_write_text
 
 MAX_MODEL_BYTES = 256 * 2**20
@@ -52,6 +53,8 @@ MAX_SMALL_FILE_BYTES = 1 * 2**20
 MAX_GIF_BYTES = 32 * 2**20
 JUDGE_START_SLACK = 90.0  # TensorFlow's import in the judge, on a busy machine
 ROLES = ("generator", "discriminator")
+# Names in --out that are the grader's own, never a submission's report folder.
+RESERVED_NAMES = frozenset({REVIEW_DIR, "gradebook.csv", "students.csv"})
 
 
 def safe_name(name: str) -> str:
@@ -464,15 +467,22 @@ def run_submission(
 # ----------------------------------------------------------------------------- a folder
 
 
-def grade_submission(path: Path, options: GradeOptions, isolation, folder_name: str | None = None) -> dict:
-    """Grade one notebook: run it, score it, write OUT/<folder_name>/report.{md,json}. Never raises."""
+def grade_submission(
+    path: Path, options: GradeOptions, isolation, folder_name: str | None = None, student: str | None = None
+) -> dict:
+    """Grade one notebook: run it, score it, write OUT/<folder_name>/report.{md,json}. Never raises.
+
+    ``student`` is who submitted it (see :func:`student_of`); ``folder_name`` may hold one ``/``
+    (``student/notebook``). A notebook whose items are all written (notebook 01) is not run.
+    """
     name = path.name
     limits, kind_option = options.for_submission(name)
     folder_name = folder_name or safe_name(name)
-    report_dir = options.out / folder_name
-    work = options.out / ".work" / f"{folder_name}-{secrets.token_hex(4)}"
+    out = options.out.resolve()  # the runner and the judge start in other folders: no relative path may reach them
+    report_dir = out / folder_name
+    work = out / ".work" / f"{folder_name.replace('/', '__')}-{secrets.token_hex(4)}"
     sentence = isolation.sentence()
-    extra = {"sandbox_mode": isolation.mode}
+    extra = {"sandbox_mode": isolation.mode, "student": student or safe_name(name), "folder": folder_name}
     report: dict
     try:
         report_dir.mkdir(parents=True, exist_ok=True)
@@ -493,15 +503,22 @@ def grade_submission(path: Path, options: GradeOptions, isolation, folder_name: 
                     name, None, None, limits, sentence, status="unrecognised",
                     message="Which assignment this is could not be told: it defines neither make_generator_model/"
                     "make_discriminator_model (notebook 02) nor make_conditional_generator/"
-                    "make_conditional_discriminator (notebook 03), or both. Hint: keep the builders' names; graders "
-                    "can pass --kind.", **extra,
+                    "make_conditional_discriminator (notebook 03), or both, and has none of notebook 01's answer "
+                    "cells (first line **Your answer to TODO 1:**). Hint: keep the builders' names and the answer "
+                    "cells' first lines; graders can pass --kind.", **extra,
                 )  # fmt: skip
             else:
-                work.mkdir(parents=True)
                 assignment = options.assignments[kind]
-                result = run_submission(path.resolve(), work, report_dir, assignment, limits, isolation, nb,
-                                        options.keep_scratch)  # fmt: skip
-                report = make_report(name, assignment, result, limits, sentence, **extra)
+                answers = written_answers(nb, {item.id: item.answer for item in assignment.written_items})
+                if assignment.runs:
+                    work.mkdir(parents=True)
+                    result = run_submission(path.resolve(), work, report_dir, assignment, limits, isolation, nb,
+                                            options.keep_scratch)  # fmt: skip
+                else:
+                    result = {"cells": [], "verdict": {"items": {}, "notes": [
+                        "this notebook's points are all for written answers, so the grader read it and did not run it"
+                    ]}}  # fmt: skip
+                report = make_report(name, assignment, result, limits, sentence, answers, **extra)
     except Exception as exc:
         report = make_report(
             name, None, None, limits, sentence, status="grader-error",
@@ -534,10 +551,24 @@ def read_notebook(path: Path) -> dict:
 
 
 def find_submissions(path: Path) -> list[Path]:
-    """The notebooks to grade: ``path`` itself, or the ``*.ipynb`` directly in the folder ``path``."""
-    if path.is_dir():
-        return sorted(p for p in path.glob("*.ipynb") if p.is_file() and not p.name.startswith("."))
-    return [path]
+    """The notebooks to grade: ``path`` itself, or the ``*.ipynb`` in the folder ``path`` and in its subfolders.
+
+    A subfolder is one student's (``FOLDER/alice/01.ipynb``, ``FOLDER/alice/02.ipynb``); a notebook
+    directly in ``FOLDER`` is a student of its own (see :func:`student_of`). Deeper folders and
+    hidden names are left out.
+    """
+    if not path.is_dir():
+        return [path]
+    found = [p for p in path.glob("*.ipynb") if p.is_file()]
+    found += [p for p in path.glob("*/*.ipynb") if p.is_file() and not p.parent.name.startswith(".")]
+    return sorted(p for p in found if not p.name.startswith(".") and not p.is_symlink())
+
+
+def student_of(submission: Path, root: Path) -> str:
+    """Who submitted ``submission``: its subfolder's name under ``root``, or, directly in ``root``, its own name."""
+    if root.is_dir() and submission.parent.resolve() != root.resolve():
+        return safe_name(submission.parent.name)
+    return safe_name(submission.name)
 
 
 def choose_isolation(mode: str) -> sandbox.Isolation:
@@ -558,8 +589,15 @@ def grade(path: Path, options: GradeOptions) -> list[dict]:
     if not options.quiet and not isolation.walled:
         print(f"grade: warning: {isolation.sentence()}", file=sys.stderr)
     folders: dict[Path, str] = {}
+    students = {submission: student_of(submission, path) for submission in submissions}
     for submission in submissions:  # "a b.ipynb" and "a_b.ipynb" must not share a report folder
         base = safe_name(submission.name)
+        if path.is_dir() and submission.parent.resolve() != path.resolve():
+            if students[submission] in RESERVED_NAMES:  # a student called "written" keeps out of the review sheet
+                students[submission] += "_student"
+            base = f"{students[submission]}/{base}"
+        elif base in RESERVED_NAMES:
+            base += "_submission"
         folder, number = base, 1
         while folder in folders.values():
             number += 1
@@ -568,11 +606,12 @@ def grade(path: Path, options: GradeOptions) -> list[dict]:
 
     def one(submission: Path) -> dict:
         started = time.monotonic()
-        report = grade_submission(submission, options, isolation, folders[submission])
+        report = grade_submission(submission, options, isolation, folders[submission], students[submission])
         if not options.quiet:
             print(
-                f"{submission.name}: {points_text(report['total'])} / {points_text(report['max'])} "
-                f"({report['status']}, {time.monotonic() - started:.0f} s)",
+                f"{folders[submission]}: {points_text(report['total'])} / {points_text(report['max'])}"
+                + (f" ({points_text(report['awaiting'])} awaiting a TA)" if report.get("awaiting") else "")
+                + f" ({report['status']}, {time.monotonic() - started:.0f} s)",
                 flush=True,
             )
         return report
@@ -581,6 +620,8 @@ def grade(path: Path, options: GradeOptions) -> list[dict]:
         reports = list(pool.map(one, submissions))
     if path.is_dir():
         write_gradebook(reports, options.out / "gradebook.csv")
+        write_students(reports, options.assignments, options.out / "students.csv")
+        write_review_sheet(reports, options.assignments, options.out / REVIEW_DIR, options.instructor_notebooks)
     with contextlib.suppress(OSError):
         (options.out / ".work").rmdir()
     return reports

@@ -53,6 +53,7 @@ class GradeOptions:
     quiet: bool = False
     sandbox: str = "auto"
     assignments: dict[str, Assignment] = field(default_factory=lambda: dict(ASSIGNMENTS))
+    instructor_notebooks: Path | None = None  # where the model answers are read (default: the repo's notebooks/)
 
     def for_submission(self, name: str) -> tuple[Limits, str | None]:
         override = dict(self.overrides.get(name, {}))

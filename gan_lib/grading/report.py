@@ -169,10 +169,53 @@ def describe_run(result: dict, limits: Limits) -> tuple[str, list[str]]:
     return status, events
 
 
-def score(assignment: Assignment, verdicts: dict[str, Sequence], not_graded: str) -> list[dict]:
-    """The report's items: full points for a passed item, none otherwise; each with its reason."""
+AWAITING = "awaiting TA"
+
+
+def written_reason(answer: dict | None, mark: dict | None) -> str:
+    state = (answer or {}).get("state", "missing")
+    said = {
+        "answered": "an answer was given",
+        "blank": "the answer cell is empty (or still says YOUR ANSWER HERE)",
+        "missing": "no answer cell was found (its first line, the prompt's marker, is not in the notebook)",
+    }[state]
+    if mark is None:
+        return f"{AWAITING}: {said}; a TA marks it from the review sheet"
+    comment = clean_text(mark.get("comment", ""), 600)
+    return f"marked by a TA ({said})" + (f": {comment}" if comment else "")
+
+
+def score(
+    assignment: Assignment,
+    verdicts: dict[str, Sequence],
+    not_graded: str,
+    answers: dict[str, dict] | None = None,
+    marks: dict[str, dict] | None = None,
+) -> list[dict]:
+    """The report's items: full points for a passed item, none otherwise; each with its reason.
+
+    A written item has the points a TA gave it (``marks``: {item id: {"points", "comment"}}), or
+    ``points`` None while it awaits a TA: never 0 by default.
+    """
+    answers, marks = answers or {}, marks or {}
     items = []
     for item in assignment.rubric:
+        if item.written:
+            mark = marks.get(item.id)
+            points = None if mark is None else float(mark["points"])
+            items.append(
+                {
+                    "id": item.id,
+                    "what": item.what,
+                    "points": points,
+                    "max": item.max,
+                    "passed": points is not None and points >= item.max,
+                    "reason": written_reason(answers.get(item.id), mark),
+                    "written": True,
+                    "answer_state": (answers.get(item.id) or {}).get("state", "missing"),
+                }
+            )
+            continue
         verdict = verdicts.get(item.id)
         passed, reason = (bool(verdict[0]), clean_text(verdict[1], 1200)) if verdict else (False, not_graded)
         items.append(
@@ -188,12 +231,27 @@ def score(assignment: Assignment, verdicts: dict[str, Sequence], not_graded: str
     return items
 
 
+def totals(items: Sequence[dict]) -> dict:
+    """{"total": points given, "awaiting": points of the items a TA has not marked yet}."""
+    return {
+        "total": round(sum(i["points"] for i in items if i["points"] is not None), 4),
+        "awaiting": round(sum(i["max"] for i in items if i["points"] is None), 4),
+    }
+
+
 def make_report(
-    name: str, assignment: Assignment | None, result: dict | None, limits: Limits, sandbox: str = "", **extra
+    name: str,
+    assignment: Assignment | None,
+    result: dict | None,
+    limits: Limits,
+    sandbox: str = "",
+    answers: dict[str, dict] | None = None,
+    **extra,
 ) -> dict:
-    """The report.json object of one submission. ``sandbox`` is the isolation sentence of this run."""
+    """The report.json object of one submission. ``sandbox`` is the isolation sentence of this run;
+    ``answers`` are its written answers ({item id: {"state", "text"}}, kept for the review sheet)."""
     if assignment is None or result is None:
-        report = {"submission": name, "kind": None, "total": 0.0, "max": 0.0, "items": [], **extra}
+        report = {"submission": name, "kind": None, "total": 0.0, "awaiting": 0.0, "max": 0.0, "items": [], **extra}
         report.setdefault("status", "grader-error")
         report.setdefault("events", [])
         report.setdefault("review", [])
@@ -208,15 +266,17 @@ def make_report(
         result.get("judge_error") or result.get("export_error") or "the notebook could not be run"
     )
     not_graded += ". Hint: make the notebook run top to bottom in a fresh kernel."
-    items = score(assignment, verdict.get("items", {}), not_graded)
+    items = score(assignment, verdict.get("items", {}), not_graded, answers)
     return {
         "submission": name,
         "kind": assignment.kind,
         "assignment": assignment.title,
         "status": status,
-        "total": round(sum(i["points"] for i in items), 4),
+        **totals(items),
         "max": assignment.max_points,
         "items": items,
+        "answers": answers or {},
+        "ran": assignment.runs,
         "review": [clean_text(r, 400) for r in verdict.get("review", [])],
         "events": events + [f"Note: {clean_text(note)}" for note in verdict.get("notes", [])],
         "sandbox": sandbox,
@@ -228,8 +288,8 @@ def make_report(
     }
 
 
-def points_text(x: float) -> str:
-    return f"{x:g}"
+def points_text(x: float | None) -> str:
+    return AWAITING if x is None else f"{x:g}"
 
 
 def render_markdown(report: dict) -> str:
@@ -242,6 +302,12 @@ def render_markdown(report: dict) -> str:
         f"`{report['status']}`{seconds}",
         "",
     ]
+    if report.get("awaiting"):
+        lines += [
+            f"{points_text(report['awaiting'])} of the {points_text(report['max'])} points are for written answers "
+            "that a TA has not marked yet: the total counts only the points given so far.",
+            "",
+        ]
     if report.get("message"):
         lines += [report["message"], ""]
     if report.get("review"):
@@ -254,42 +320,49 @@ def render_markdown(report: dict) -> str:
         lines += ["## Rubric", "", "| Item | Points | Result |", "| --- | ---: | --- |"]
         for item in report["items"]:
             reason = item["reason"].replace("|", "\\|").replace("\n", " ")
-            result = f"pass: {reason}" if item["passed"] else "**fail**: see *What to fix*"
+            if item.get("written"):
+                result = reason
+            else:
+                result = f"pass: {reason}" if item["passed"] else "**fail**: see *What to fix*"
             what = item.get("what", "").replace("|", "\\|")
             label = f"`{item['id']}`: {what}" if what else f"`{item['id']}`"
             lines.append(f"| {label} | {points_text(item['points'])} / {points_text(item['max'])} | {result} |")
         lines.append("")
-        lost = [item for item in report["items"] if not item["passed"]]
+        lost = [item for item in report["items"] if not item["passed"] and not item.get("written")]
         if lost:
             lines += ["## What to fix", ""]
             lines += [f"- **{i['id']}** (-{points_text(i['max'])}): {i['reason']}" for i in lost]
             lines.append("")
     limits = report.get("limits")
     lines.append("---")
-    if limits:
+    if limits and report.get("ran", True):
         lines.append(
             f"Limits: {limits['cell_timeout']:g} s per cell, {limits['total_timeout']:g} s in total, "
             f"{limits['memory_mb']} MiB of memory, smoke mode (GAN_LIB_SMOKE=1). "
             "The outputs are in executed.ipynb beside this report."
         )
-    if report.get("sandbox"):
+    if report.get("sandbox") and report.get("ran", True):
         lines.append(report["sandbox"])
+    elif not report.get("ran", True):
+        lines.append("This notebook was read, not run: its points are for written answers, which a TA marks.")
     lines.append("")
     return "\n".join(lines)
 
 
 def gradebook_rows(reports: Sequence[dict]) -> tuple[list[str], list[list[str]]]:
-    """(header, rows) of gradebook.csv: submission, kind, total, max, status, review, sandbox, then the items."""
+    """(header, rows) of gradebook.csv: student, submission, kind, total, awaiting, max, status, review, sandbox,
+    then the items (a written item no TA has marked reads "awaiting TA")."""
     item_ids: list[str] = []
     for assignment in ASSIGNMENTS.values():
         for item in assignment.rubric:
             if item.id not in item_ids:
                 item_ids.append(item.id)
-    header = ["submission", "kind", "total", "max", "status", "review", "sandbox", *item_ids]
+    header = ["student", "submission", "kind", "total", "awaiting", "max", "status", "review", "sandbox", *item_ids]
     rows = []
     for report in reports:
         points = {item["id"]: points_text(item["points"]) for item in report.get("items", [])}
-        row = [report["submission"], report.get("kind") or "", points_text(report["total"]), points_text(report["max"])]
+        row = [report.get("student", ""), report["submission"], report.get("kind") or ""]
+        row += [points_text(report["total"]), f"{report.get('awaiting', 0):g}", points_text(report["max"])]
         row += [report["status"], "; ".join(report.get("review", [])), _sandbox_cell(report)]
         rows.append(row + [points.get(i, "") for i in item_ids])
     return header, rows

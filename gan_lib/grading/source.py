@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ast
 
+from gan_lib.grading.rubric import answer_key
+
 # The kit's network builders and where they live; a call to one inside a builder is a kit network.
 KIT_BUILDERS = frozenset({"build_generator", "build_discriminator", "get_spec"})
 KIT_MODULES = frozenset({"gan_lib", "models", "specs"})
@@ -72,3 +74,36 @@ def kit_calls(nb, builder_names: list[str]) -> dict[str, list[str]]:
                     calls.append(".".join([*reversed(chain), name]) + "()")
             found[node.name] = sorted(set(calls))
     return {name: calls for name, calls in found.items() if calls}
+
+
+# The text a student template leaves in an answer cell (gan_lib.templates.TEXT_STUB).
+ANSWER_STUB = "YOUR ANSWER HERE"
+MAX_ANSWER_CHARS = 20_000
+
+
+def written_answers(nb, markers: dict[str, str]) -> dict[str, dict]:
+    """{item id: {"state", "text"}} of the written answers, for the markers {item id: first line of the cell}.
+
+    The answer is the rest of the first markdown cell whose first line matches the marker (see
+    :func:`~gan_lib.grading.rubric.answer_key`). ``state`` is "answered", "blank" (the cell is there
+    but empty, or still says YOUR ANSWER HERE) or "missing" (no such cell). The text is bounded
+    (``MAX_ANSWER_CHARS``) and otherwise as written: it is escaped where it is shown.
+    """
+    wanted = {answer_key(marker): item_id for item_id, marker in markers.items()}
+    found: dict[str, dict] = {}
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") != "markdown":
+            continue
+        lines = str(cell.get("source", "")).splitlines()
+        first = next((n for n, line in enumerate(lines) if line.strip()), None)
+        if first is None:
+            continue
+        item_id = wanted.get(answer_key(lines[first]))
+        if item_id is None or item_id in found:
+            continue
+        text = "\n".join(lines[first + 1 :]).strip()
+        if len(text) > MAX_ANSWER_CHARS:
+            text = text[:MAX_ANSWER_CHARS] + "\n[... cut: the grader keeps the first 20,000 characters]"
+        blank = not text or text.replace(ANSWER_STUB, "").strip() == ""
+        found[item_id] = {"state": "blank" if blank else "answered", "text": "" if blank else text}
+    return {item_id: found.get(item_id, {"state": "missing", "text": ""}) for item_id in markers}
