@@ -8,7 +8,6 @@ Each check returns ``(passed, reason)``. A failing reason says what is wrong and
 from __future__ import annotations
 
 import math
-import re
 
 import keras
 import numpy as np
@@ -17,6 +16,7 @@ from PIL import Image
 
 from gan_lib import models
 from gan_lib.data import load_sample
+from gan_lib.grading.report import clean_text
 from gan_lib.grading.rubric import GIF_EPOCHS, LATENT_DIM, NUM_CLASSES, Assignment
 from gan_lib.losses import SigmoidTwiceError, check_discriminator_outputs_logits
 from gan_lib.specs import get_spec
@@ -25,18 +25,10 @@ from gan_lib.viz import tile_images
 
 Check = tuple[bool, str]
 
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
-_ARRAY_DUMP = re.compile(r"(tf\.Tensor|array|<tf\.Tensor|KerasTensor)\(.*", re.S)
-
 
 def exc_text(exc: BaseException, limit: int = 300) -> str:
     """An exception as one readable line: no colour codes, no array dumps, no "Arguments received" block."""
-    text = _ANSI.sub("", str(exc))
-    text = text.split("Arguments received by", 1)[0]
-    text = _ARRAY_DUMP.sub("(values left out)", text)
-    text = " ".join(text.split())
-    if len(text) > limit:
-        text = text[: limit - 3] + "..."
+    text = clean_text(exc, limit)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
