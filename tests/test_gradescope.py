@@ -186,11 +186,13 @@ def test_run_autograder_grades_the_submission_into_a_valid_results_json(tmp_path
         for name in ("correct_cgan.ipynb", "hostile_raise.ipynb")
     }
     cgan, raised = by_notebook["correct_cgan.ipynb"], by_notebook["hostile_raise.ipynb"]
-    assert len(cgan) == len(ASSIGNMENTS["fashion-cgan"].rubric)
+    written = ASSIGNMENTS["fashion-cgan"].written_items  # marked by hand, so no autograder test
+    assert written and len(cgan) == len(ASSIGNMENTS["fashion-cgan"].rubric) - len(written)
+    assert results["extra_data"]["manual"] == [f"correct_cgan.ipynb: {item.id}" for item in written]
     assert len(raised) == len(ASSIGNMENTS["cifar10"].rubric)
     assert all(t["status"] == "passed" and t["score"] == t["max_score"] > 0 for t in cgan)
     assert all(t["status"] == "failed" and t["score"] == 0 and t["output"].startswith("fail: ") for t in raised)
-    assert results["score"] == pytest.approx(ASSIGNMENTS["fashion-cgan"].max_points)
+    assert results["score"] == pytest.approx(ASSIGNMENTS["fashion-cgan"].max_points - sum(i.max for i in written))
     assert results["output_format"] == "md"
     assert "# Grading report: correct_cgan.ipynb" in results["output"]
     assert "RuntimeError" in results["output"]  # hostile_raise's report says what happened

@@ -100,7 +100,8 @@ def build_trainer(args):
     """
     import tensorflow as tf
 
-    from gan_lib import fastpath, runs, specs
+    from gan_lib import runs, specs
+    from gan_lib.training import fast as fastpath
 
     spec = specs.get_spec(args.model)
     recipe = spec.recipe
@@ -135,7 +136,7 @@ def keras_seed(seed: int) -> None:
 
 def state_variables(trainer) -> list:
     """Every variable a train step writes: networks, optimizers, EMA copy, noise RNG, Dropout seeds, counters."""
-    from gan_lib.training import _seed_states
+    from gan_lib.training.trainer import _seed_states
 
     found = []
     for group in (

@@ -164,14 +164,18 @@ def _clip(text: str) -> str:
 def results_from_reports(reports: list[tuple[dict, str]], visibility: str = "visible") -> dict:
     """results.json (Gradescope's format) from (report.json, report.md) pairs, one pair per graded notebook.
 
-    Each rubric item is a test; with several notebooks each test's name starts with its notebook. The
-    total ``score`` is the sum of the items' points; ``output`` is the Markdown report(s)."""
+    Each rubric item the grader scores is a test; with several notebooks each test's name starts with its
+    notebook. A written item no TA has marked yet (points None) is no test: its points come from the course's
+    own manual grading, and ``extra_data["manual"]`` names it. The total ``score`` is the sum of the tests'
+    points; ``output`` is the Markdown report(s)."""
     if visibility not in VISIBILITIES:
         raise AutograderError(f"visibility must be one of {', '.join(VISIBILITIES)}, got {visibility!r}")
-    tests, outputs, seconds = [], [], 0.0
+    tests, manual, outputs, seconds = [], [], [], 0.0
     for report, markdown in reports:
         prefix = f"{report['submission']}: " if len(reports) > 1 else ""
-        tests += [_item_test(item, prefix, visibility) for item in report.get("items", [])]
+        items = report.get("items", [])
+        tests += [_item_test(item, prefix, visibility) for item in items if item.get("points") is not None]
+        manual += [f"{prefix}{item['id']}" for item in items if item.get("points") is None]
         outputs.append(markdown.strip())
         seconds += float(report.get("seconds") or 0.0)
     return {
@@ -184,10 +188,11 @@ def results_from_reports(reports: list[tuple[dict, str]], visibility: str = "vis
         "stdout_visibility": "hidden",
         "tests": tests,
         "extra_data": {
+            "manual": manual,
             "submissions": [
                 {"submission": r["submission"], "kind": r.get("kind"), "status": r["status"], "review": r.get("review")}
                 for r, _ in reports
-            ]
+            ],
         },
     }
 
