@@ -174,8 +174,8 @@ def train_model(
     "multiworker" (every machine runs the same command with its own
     ``TF_CONFIG``); ``batch_size`` is then the global batch. See :mod:`gan_lib.distribute`.
     ``fast_ops``: :mod:`gan_lib.training.fast` on (the default) or off; recorded in ``config.json``.
-    ``steps``: a budget in train steps instead of ``epochs``: as many whole epochs of the data found as
-    reach it (at least one), so a budget means the same work on the full dataset and on the bundled sample.
+    ``steps``: a budget in train steps instead of ``epochs``, so a budget means the same work on the full
+    dataset and on the bundled sample; :func:`plan_step_budget` cuts it into epochs.
     """
     dist = distribute.make_strategy(strategy)  # first: a multi-worker strategy must exist before other TF work
     spec = get_spec(name).with_nets(nets)  # an unknown name fails before any work
@@ -195,8 +195,9 @@ def train_model(
     batch_size = batch_size or spec.batch_size
     run_dir.mkdir(parents=True, exist_ok=True)
     dataset = load_training_data(spec, data_dir=data_dir, limit=limit)
+    steps_per_epoch = None  # a whole pass over the data
     if steps is not None:
-        epochs = max(1, math.ceil(steps / max(1, len(dataset.x_train) // batch_size)))
+        epochs, steps_per_epoch = plan_step_budget(steps, len(dataset.x_train) // batch_size)
         if smoke_mode():
             epochs = 1
     epochs = spec.epochs if epochs is None else epochs
@@ -211,6 +212,7 @@ def train_model(
             "seed": seed,
             "epochs": epochs,
             "steps_budget": steps,
+            "steps_per_epoch": steps_per_epoch,
             "batch_size": batch_size,
             "latent_dim": spec.latent_dim,
             "num_classes": spec.num_classes,
@@ -233,9 +235,31 @@ def train_model(
         trainer, dataset.x_train, dataset.y_train if spec.conditional else None,
         epochs=epochs, run_dir=run_dir, batch_size=batch_size, checkpoint_every=checkpoint_every,
         grid=spec.grid, class_names=dataset.class_names, verbose=verbose, epoch_callbacks=callbacks,
-        tensorboard=tensorboard, hflip=spec.hflip,
+        tensorboard=tensorboard, hflip=spec.hflip, steps_per_epoch=steps_per_epoch,
     )  # fmt: skip
     return trainer, history, run_dir
+
+
+STEP_BUDGET_EPOCHS = 30  # a step budget shows its progress about this many times (grid, GIF frame, loss point)
+STEP_BUDGET_MIN_EPOCH = 40  # ... but an epoch cut from a pass is never shorter than this many steps
+
+
+def plan_step_budget(steps: int, steps_per_pass: int) -> tuple[int, int]:
+    """``(epochs, steps_per_epoch)`` for a budget of about ``steps`` train steps.
+
+    Where a pass over the data is short (the bundled sample: 46 steps at batch 64), the epochs are whole
+    passes, as many as reach the budget. Where a pass is long (the full MNIST: 937 steps), one or two passes
+    would give a GIF of one or two frames, so the budget is cut into about ``STEP_BUDGET_EPOCHS`` equal
+    epochs of at least ``STEP_BUDGET_MIN_EPOCH`` steps; each epoch is then the head of its own shuffle of the
+    data (:func:`gan_lib.data.epoch_order`), so no image is seen twice within an epoch. The total,
+    ``epochs * steps_per_epoch``, is the budget rounded up to equal epochs.
+    """
+    if steps < 1 or steps_per_pass < 1:
+        raise InputError(f"a step budget needs steps >= 1 and a batch no larger than the data (got {steps}, "
+                         f"{steps_per_pass} steps a pass).")  # fmt: skip
+    wanted = min(STEP_BUDGET_EPOCHS, max(1, steps // STEP_BUDGET_MIN_EPOCH))
+    epochs = max(math.ceil(steps / steps_per_pass), wanted)
+    return epochs, min(steps_per_pass, math.ceil(steps / epochs))
 
 
 def load_generator(run_dir: str | os.PathLike) -> keras.Model:

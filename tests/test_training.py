@@ -359,3 +359,34 @@ def test_ema_follows_its_decay_after_its_warm_up(mnist_sample):
         expected = [decay * e + (1 - decay) * w for e, w in zip(expected, weights)]
         for e, v in zip(expected, trainer.ema_generator.trainable_variables):
             np.testing.assert_allclose(v.numpy(), e, rtol=1e-5, atol=1e-6, err_msg=f"step {step}")
+
+
+@pytest.mark.parametrize(
+    "steps, per_pass, plan",
+    [
+        (1400, 46, (31, 46)),  # the demo on the bundled sample: 31 whole passes
+        (1400, 937, (30, 47)),  # the demo on the full MNIST: 30 epochs cut from passes, not 2 whole ones
+        (100_000, 234, (428, 234)),  # a long budget: whole passes again
+        (40, 1000, (1, 40)),  # never an epoch shorter than STEP_BUDGET_MIN_EPOCH to make up the 30
+    ],
+)
+def test_a_step_budget_is_cut_into_epochs_that_show_progress(steps, per_pass, plan):
+    from gan_lib.runs import plan_step_budget
+
+    assert plan_step_budget(steps, per_pass) == plan
+    epochs, per_epoch = plan
+    assert steps <= epochs * per_epoch < steps + epochs and per_epoch <= per_pass
+    with pytest.raises(InputError, match="step budget"):
+        plan_step_budget(0, per_pass)
+
+
+def test_train_model_keeps_a_step_budget_on_data_with_long_passes(tmp_path):
+    from gan_lib.runs import train_model
+
+    # 640 images at batch 8 are 80 steps a pass; a budget of 80 steps is 2 epochs of 40, not 1 of 80.
+    _, history, run_dir = train_model("mnist", steps=80, limit=640, batch_size=8, metrics_every=0, verbose=0,
+                                      out=tmp_path / "run", nets="tutorial")  # fmt: skip
+    config = json.loads((run_dir / "config.json").read_text())
+    assert [r["epoch"] for r in history] == [1, 2]
+    assert (config["steps_budget"], config["steps_per_epoch"], config["epochs"]) == (80, 40, 2)
+    assert len(list((run_dir / "grids").glob("epoch_*.png"))) == 2
