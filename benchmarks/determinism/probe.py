@@ -58,6 +58,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--off", default="", help=f"comma list of fast-path parts to switch off: {', '.join(PARTS)}")
     parser.add_argument("--no-fast-ops", action="store_true", help="fast_ops=False: Keras' own ops everywhere")
     parser.add_argument("--op-determinism", action="store_true", help="tf.config.experimental.enable_op_determinism")
+    parser.add_argument(
+        "--check-numerics", action="store_true",
+        help="tf.debugging.enable_check_numerics: a fault that makes a NaN names the first op that made it",
+    )  # fmt: skip
     parser.add_argument("--intra-threads", type=int, default=0, help="intra-op threads (0: TensorFlow's default)")
     parser.add_argument("--inter-threads", type=int, default=0, help="inter-op threads (0: TensorFlow's default)")
     parser.add_argument("--seed", type=int, default=0)
@@ -87,6 +91,8 @@ def configure_tensorflow(args):
         tf.config.threading.set_inter_op_parallelism_threads(args.inter_threads)
     if args.op_determinism:
         tf.config.experimental.enable_op_determinism()
+    if args.check_numerics:  # before any graph is traced: only graphs built afterwards are instrumented
+        tf.debugging.enable_check_numerics(stack_height_limit=12, path_length_limit=80)
     return tf
 
 
@@ -184,12 +190,26 @@ def make_batches(trainer, images, labels, batch_size, k, steps_per_call, seed, e
     return list(iterate_batches(images, labels, batch_size, seed=seed, epoch=epoch, steps=k))
 
 
+class NumericsFault(Exception):
+    """Under ``--check-numerics``: an op made a NaN or an infinity; ``message`` names it (TensorFlow's text)."""
+
+    def __init__(self, message: str, step: int):
+        super().__init__(message)
+        self.message, self.step = message, step
+
+
 def run_steps(trainer, batches, steps_per_call):
     """Run the batches; returns each step's values as a dict of float32 arrays (k,)."""
     import numpy as np
+    import tensorflow as tf
 
     run = trainer.train_steps if steps_per_call > 1 else trainer.train_step
-    outputs = [run(*b) if trainer.conditional else run(b) for b in batches]
+    outputs = []
+    for b in batches:
+        try:
+            outputs.append(run(*b) if trainer.conditional else run(b))
+        except tf.errors.InvalidArgumentError as error:  # only check_numerics raises it in a working step
+            raise NumericsFault(str(error)[:4000], len(outputs) * steps_per_call) from error
     return {key: np.concatenate([np.ravel(np.asarray(o[key], np.float32)) for o in outputs]) for key in outputs[0]}
 
 
@@ -272,6 +292,7 @@ def main(argv=None) -> int:
         "steps_per_call": args.steps_per_call,
         "b_steps_per_call": args.b_steps_per_call,
         "op_determinism": args.op_determinism,
+        "check_numerics": args.check_numerics,
         "intra_threads": tf.config.threading.get_intra_op_parallelism_threads(),
         "inter_threads": tf.config.threading.get_inter_op_parallelism_threads(),
         "k": args.k,
@@ -285,12 +306,13 @@ def main(argv=None) -> int:
         "machine": machine(),
         "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
     }
-    lines = []
 
-    def emit(record):
+    def emit(record):  # each line as it comes: a long probe stopped by its timeout keeps every finished pair
         text = json.dumps(record, sort_keys=False)
         print(text, flush=True)
-        lines.append(text)
+        if args.out:
+            with open(args.out, "a") as f:
+                f.write(text + "\n")
 
     emit({"header": header})
     snapshot_dir = "ram://determinism-probe"
@@ -310,14 +332,23 @@ def main(argv=None) -> int:
         saved = trainer.checkpoint.write(f"{snapshot_dir}/state")
         start_digest = digest(snapshot_arrays(variables))
         t0 = time.perf_counter()
-        a_values = run_steps(trainer, batches, args.steps_per_call)
-        a_arrays = snapshot_arrays(variables)
-        t1 = time.perf_counter()
-        trainer.checkpoint.read(saved).assert_consumed()
-        trainer.invalidate_sampler()
-        if digest(snapshot_arrays(variables)) != start_digest:
-            raise RuntimeError("restoring the saved state did not give back the same bytes; the probe is broken")
-        b_values = run_steps(trainer, b_batches, args.b_steps_per_call)
+        which = "a"  # the run a --check-numerics fault came in
+        try:
+            a_values = run_steps(trainer, batches, args.steps_per_call)
+            a_arrays = snapshot_arrays(variables)
+            t1 = time.perf_counter()
+            restore(trainer, saved, variables, start_digest)
+            which = "b"
+            b_values = run_steps(trainer, b_batches, args.b_steps_per_call)
+        except NumericsFault as fault:  # a NaN made inside the step: record which op, then go on from the saved state
+            pairs_done += 1
+            mismatches += 1
+            emit({"label": args.label, "pair": pair, "start_step": pair * args.k, "equal": False,
+                  "numerics_fault": {"run": which, "call_start_step": fault.step,
+                                     "message": fault.message},
+                  "load_average_1min": round(os.getloadavg()[0], 2)})  # fmt: skip
+            restore(trainer, saved, variables, start_digest)
+            continue
         b_arrays = snapshot_arrays(variables)
         t2 = time.perf_counter()
         result = compare(a_arrays, b_arrays, variables, a_values, b_values)
@@ -348,10 +379,15 @@ def main(argv=None) -> int:
             "seconds": round(time.perf_counter() - started, 1),
         }
     )
-    if args.out:
-        with open(args.out, "a") as f:
-            f.write("\n".join(lines) + "\n")
     return 1 if mismatches else 0
+
+
+def restore(trainer, saved, variables, start_digest) -> None:
+    """Read the saved state back, and check it gave back the same bytes."""
+    trainer.checkpoint.read(saved).assert_consumed()
+    trainer.invalidate_sampler()
+    if digest(snapshot_arrays(variables)) != start_digest:
+        raise RuntimeError("restoring the saved state did not give back the same bytes; the probe is broken")
 
 
 if __name__ == "__main__":
