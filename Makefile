@@ -8,7 +8,8 @@ STAMP := $(VENV)/.installed
 
 DEMO_OUT ?= runs/demo-mnist
 # A budget in steps, not epochs: the same work whether the full MNIST or only the bundled 3,000-image sample
-# is found (31 epochs of the sample, 2 of the full set). --metrics-every 0: the one measurement is `evaluate`'s.
+# is found (31 whole passes over the sample, or 30 epochs of 47 steps cut from passes over the full set;
+# see gan_lib.runs.plan_step_budget). --metrics-every 0: the one measurement is `evaluate`'s.
 DEMO_ARGS ?= --steps 1400 --batch-size 64 --metrics-every 0
 
 .PHONY: setup demo test test-unit test-notebooks lint format clean check-oldest-tf
