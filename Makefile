@@ -29,17 +29,22 @@ demo: setup
 	@echo "The pictures: $(DEMO_OUT)/progress.gif (every epoch's grid), $(DEMO_OUT)/losses.png (the curves),"
 	@echo "              $(DEMO_OUT)/grids/ (one PNG per epoch; the last is the final grid)"
 
+# Two pytest-xdist workers: most of a test's time is one core's (imports, tracing, subprocesses); each test
+# module stays in one worker (tests/conftest.py). TEST_WORKERS=0 runs everything in this process.
+TEST_WORKERS ?= 2
+
 test-unit: setup
-	$(BIN)/python -m pytest tests -q
+	$(BIN)/python -m pytest tests -q -n $(TEST_WORKERS) --dist loadgroup
 	$(BIN)/python -m pytest --doctest-glob="*.md" docs -q
 
 test-notebooks: setup
-	GAN_LIB_SMOKE=1 $(BIN)/python -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=600 notebooks -q
+	GAN_LIB_SMOKE=1 $(BIN)/python -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=600 notebooks -q \
+		-n $(TEST_WORKERS) --dist loadfile
 
 test: lint test-unit test-notebooks
 
 # The oldest TensorFlow and Keras that pyproject.toml claims, in a venv of their own (.venv-oldest-tf, 1.7 GB
-# installed once), on a focused subset of the tests. Not part of `make test`: it would double CI's time.
+# installed once from the package registry), on a focused subset of the tests. .ci/run runs it after `make test`.
 check-oldest-tf:
 	PYTHON=$(PYTHON) scripts/check_oldest_tf.sh
 

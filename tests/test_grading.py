@@ -85,16 +85,15 @@ def graded(tmp_path_factory):
             shutil.copyfile(SUBMISSIONS / name, folder / name)
         shutil.copyfile(SUBMISSIONS / "limits.json", folder / "limits.json")
     HOME_CANARY.write_text("the grader's attacks must not delete this\n", encoding="utf-8")
-    before = {
-        "submissions": _tree_state(SUBMISSIONS),
-        "escapes": _escapes(),
-        "ipc": sorted(Path("/tmp").glob("gan-lib-grade-*")),
-    }
+    before = {"submissions": _tree_state(SUBMISSIONS), "escapes": _escapes()}
     server, connections = _listen(ATTACK_PORT)
     # The grader runs with a $HOME of its own, which must stay empty: nothing (Keras, matplotlib, Jupyter, a
     # kernel) may write there. The canary sits in the real home, where the attacks look for it.
     home = tmp_path_factory.mktemp("home")
-    env = {**os.environ, "GAN_KIT_TEST_SECRET": SECRET, "HOME": str(home)}
+    # A temporary folder of its own, so the check that the grader removes its socket folders sees only this run's
+    # (other tests, in the other pytest-xdist worker, may be grading at the same time).
+    grader_tmp = tmp_path_factory.mktemp("grader-tmp")
+    env = {**os.environ, "GAN_KIT_TEST_SECRET": SECRET, "HOME": str(home), "TMPDIR": str(grader_tmp)}
     started = time.monotonic()
     try:
         process = subprocess.run(
@@ -127,6 +126,7 @@ def graded(tmp_path_factory):
         "connections": connections,
         "listened": server is not None,
         "home": home,
+        "grader_tmp": grader_tmp,
     }
 
 
@@ -244,7 +244,7 @@ def test_nothing_changed_outside_the_scratch_folders(graded):
     assert _escapes() == before["escapes"], "an attack wrote outside its sandbox"
     assert graded["canary_intact"], f"an attack deleted {HOME_CANARY}"
     assert list(graded["home"].iterdir()) == [], "the grader wrote into its $HOME"
-    assert sorted(Path("/tmp").glob("gan-lib-grade-*")) == before["ipc"], "socket folders are removed"
+    assert list(graded["grader_tmp"].glob("gan-lib-grade-*")) == [], "socket folders are removed"
 
 
 @needs_bubblewrap

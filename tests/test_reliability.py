@@ -17,8 +17,8 @@ from gan_lib import io as gio
 
 ARGS = ["train", "mnist", "--limit", "128", "--batch-size", "64", "--checkpoint-every", "1", "--quiet",
         "--seed", "3", "--metrics-every", "0", "--precision", "fp32"]  # fmt: skip
-EPOCHS = 24  # more epochs than kills: each kill lands before the run can finish
-KILLS = 20
+EPOCHS = 12  # more epochs than kills: each kill lands before the run can finish
+KILLS = 10  # 2 at a blind moment, 8 just after an epoch's grid; 3 of the 10 are Ctrl-C, the rest kill -9
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "GAN_LIB_SMOKE": ""}
 
 
