@@ -10,7 +10,6 @@ import pytest  # noqa: E402
 
 from gan_lib.data import load_sample  # noqa: E402
 
-
 # `make test` runs the tests in two pytest-xdist workers with `--dist loadgroup`. A module's tests stay in one
 # worker (its module- and session-scoped fixtures, such as the graded submissions folder or the built wheel, then
 # run once), and modules that build a wheel from this checkout (into its build/ folder) share one worker.
