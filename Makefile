@@ -29,12 +29,13 @@ demo: setup
 	@echo "The pictures: $(DEMO_OUT)/progress.gif (every epoch's grid), $(DEMO_OUT)/losses.png (the curves),"
 	@echo "              $(DEMO_OUT)/grids/ (one PNG per epoch; the last is the final grid)"
 
-# Two pytest-xdist workers: most of a test's time is one core's (imports, tracing, subprocesses); each test
-# module stays in one worker (tests/conftest.py). TEST_WORKERS=0 runs everything in this process.
+# Two pytest-xdist workers: most of a test's time is one core's (imports, tracing, subprocesses). --dist loadfile
+# keeps each test module in one worker, so a module- or session-scoped fixture (the graded submissions folder,
+# the built wheel) runs once. TEST_WORKERS=0 runs everything in this process.
 TEST_WORKERS ?= 2
 
 test-unit: setup
-	$(BIN)/python -m pytest tests -q -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/python -m pytest tests -q -n $(TEST_WORKERS) --dist loadfile
 	$(BIN)/python -m pytest --doctest-glob="*.md" docs -q
 
 test-notebooks: setup

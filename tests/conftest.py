@@ -10,20 +10,6 @@ import pytest  # noqa: E402
 
 from gan_lib.data import load_sample  # noqa: E402
 
-# `make test` runs the tests in two pytest-xdist workers with `--dist loadgroup`. A module's tests stay in one
-# worker (its module- and session-scoped fixtures, such as the graded submissions folder or the built wheel, then
-# run once), and modules that build a wheel from this checkout (into its build/ folder) share one worker.
-SAME_WORKER = {"test_wheel": "wheel-build", "test_gradescope": "wheel-build"}
-
-
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups
-def pytest_collection_modifyitems(config, items):
-    if not config.pluginmanager.hasplugin("xdist"):  # e.g. scripts/check_oldest_tf.sh's environment
-        return
-    for item in items:
-        module = item.path.stem
-        item.add_marker(pytest.mark.xdist_group(SAME_WORKER.get(module, module)))
-
 
 @pytest.fixture(scope="session")
 def mnist_sample():
