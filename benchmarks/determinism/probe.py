@@ -341,6 +341,8 @@ def main(argv=None) -> int:
             which = "b"
             b_values = run_steps(trainer, b_batches, args.b_steps_per_call)
         except NumericsFault as fault:  # a NaN made inside the step: record which op, then go on from the saved state
+            if not args.check_numerics:  # without it, an InvalidArgumentError is a real error, not the fault
+                raise
             pairs_done += 1
             mismatches += 1
             emit({"label": args.label, "pair": pair, "start_step": pair * args.k, "equal": False,
