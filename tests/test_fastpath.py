@@ -65,7 +65,7 @@ def test_fast_weight_gradients_equal_tensorflows(layer_cls, shape, kernel, strid
     few = int(layer_cls is keras.layers.Conv2DTranspose and not switched and stride > 1)
     assert fastpath.use_fast_ops(model) == {
         "filter_gradients": switched, "few_channels": few, "batchnorm": 0, "dropout": 0, "leaky_relu": 0,
-        "bias_gradient": bias_apart,
+        "bias_gradient": bias_apart, "padded_channels": 0,
     }  # fmt: skip
     after = _outputs_and_gradients(model, x)
     for a, b in zip(before, after):
@@ -151,6 +151,7 @@ def test_fused_batchnorm_matches_keras_outputs_gradients_and_moving_statistics(s
                 "dropout": 0,
                 "leaky_relu": 0,
                 "bias_gradient": 0,
+                "padded_channels": 0,
             }
         values = _outputs_and_gradients(model, x)
         values += [bn.moving_mean.value, bn.moving_variance.value, model(x, training=False)]
@@ -175,6 +176,7 @@ def test_trainer_switches_the_layers_and_the_saved_model_stays_plain_keras(tmp_p
         "dropout": 0,
         "leaky_relu": 0,
         "bias_gradient": 0,
+        "padded_channels": 0,
     }
     trainer.train_step(tf.random.uniform((8, 28, 28, 1), -1, 1))
     g.save(tmp_path / "g.keras")
@@ -302,7 +304,7 @@ def test_layers_of_nested_models_are_switched_too():
     model = keras.Model(inputs, keras.layers.BatchNormalization()(inner(inputs)))
     assert fastpath.use_fast_ops(model) == {
         "filter_gradients": 1, "few_channels": 0, "batchnorm": 2, "dropout": 1, "leaky_relu": 0,
-        "bias_gradient": 0,
+        "bias_gradient": 0, "padded_channels": 0,
     }  # fmt: skip
 
 
@@ -451,3 +453,69 @@ def test_bias_gradient_apart_is_the_sum_of_the_output_gradient_and_off_in_bf16()
     first = next(layer for layer in d.layers if isinstance(layer, keras.layers.Conv2D))
     # In bf16 it takes only the sub-pixel input gradient (few_channels): Keras' call, and so Keras' bias add.
     assert first.kernel.shape[2] == 1 and "call" not in vars(first) and "convolution_op" in vars(first)
+
+
+def test_padded_channels_adds_zero_channels_to_bf16_maps_and_kernels_only():
+    x = tf.cast(tf.random.normal((2, 7, 7, 257)), tf.bfloat16)
+    kernel = tf.cast(tf.random.normal((5, 5, 128, 257)), tf.bfloat16)  # a transposed convolution's: C on axis 3
+    padded_x, padded_kernel = fastpath.padded_channels(x, kernel, kernel_axis=3)
+    assert padded_x.shape == (2, 7, 7, 272) and padded_kernel.shape == (5, 5, 128, 272)
+    assert not np.any(padded_x[..., 257:].numpy().astype(np.float32))
+    assert not np.any(padded_kernel[..., 257:].numpy().astype(np.float32))
+    np.testing.assert_array_equal(padded_x[..., :257].numpy(), x.numpy())
+    for unchanged in (
+        (tf.cast(x, tf.float32), tf.cast(kernel, tf.float32)),  # float32: never padded
+        (x[..., :256], kernel[..., :256]),  # already a multiple of 16
+        (x[..., :3], kernel[..., :3]),  # few channels: other kernels
+    ):
+        out_x, out_kernel = fastpath.padded_channels(*unchanged, kernel_axis=3)
+        assert out_x is unchanged[0] and out_kernel is unchanged[1]
+
+
+def test_padded_bf16_convolutions_give_the_unpadded_results():
+    x = tf.cast(tf.random.stateless_normal((4, 7, 7, 257), [0, 1]), tf.bfloat16)
+    kernel = tf.cast(tf.random.stateless_normal((5, 5, 128, 257), [0, 2]) * 0.05, tf.bfloat16)
+    expected = tf.raw_ops.Conv2DBackpropInput(
+        input_sizes=[4, 7, 7, 128], filter=tf.cast(kernel, tf.float32), out_backprop=tf.cast(x, tf.float32),
+        strides=[1, 1, 1, 1], padding="SAME",
+    )  # fmt: skip
+    padded = fastpath.transposed_convolution(x, kernel, 1, (7, 7))
+    assert padded.shape == expected.shape
+    assert _max_rel_diff(tf.cast(padded, tf.float32), expected) < 2e-2  # bf16 rounding of the output
+    forward = fastpath.conv2d_same(x, tf.transpose(kernel, [0, 1, 3, 2]), 1)
+    expected_forward = tf.nn.conv2d(
+        tf.cast(x, tf.float32), tf.cast(tf.transpose(kernel, [0, 1, 3, 2]), tf.float32), 1, "SAME"
+    )
+    assert _max_rel_diff(tf.cast(forward, tf.float32), expected_forward) < 2e-2
+
+
+def _bf16_convolution_channels(trainer, spec) -> list[int]:
+    """The channel count each bf16 convolution of one traced train step sums over (Conv2D: its input's;
+    Conv2DBackpropInput: its out_backprop's)."""
+    images = tf.TensorSpec((16, *spec.image_shape), tf.float32)
+    labels = tf.TensorSpec((16,), tf.int32)
+    graph = trainer._compiled_step.get_concrete_function(images, labels).graph
+    summed = []
+    for op in graph.get_operations():
+        if op.type in ("Conv2D", "Conv2DBackpropInput") and op.get_attr("T") == tf.bfloat16:
+            summed.append(op.inputs[0 if op.type == "Conv2D" else 2].shape[-1])
+    return summed
+
+
+def test_the_bf16_cgan_step_sums_over_channels_in_multiples_of_16():
+    """Issue 34: oneDNN's bf16 convolutions over 257 channels (the cGAN generator's 256 noise maps and label
+    map) read memory they never wrote. On the default path no bf16 convolution sums over such a count,
+    whichever weight gradients this CPU's probe picks; Keras' own layers (fast_ops=False) still do."""
+    from gan_lib import runs
+
+    spec = get_spec("fashion-cgan")
+    for filter_gradients in (True, False):
+        trainer = runs.build_trainer(spec, recipe=spec.recipe, precision="bf16", seed=0, fast_ops=False)
+        parts = {**fastpath.default_parts("bfloat16", on_cpu=True), "filter_gradients": filter_gradients}
+        for model in (trainer.generator, trainer.discriminator):
+            fastpath.use_fast_ops(model, **parts)
+        summed = _bf16_convolution_channels(trainer, spec)
+        assert summed, "no bf16 convolution found: the check would pass vacuously"
+        assert all(c < fastpath.MIN_IN_CHANNELS or c % 16 == 0 for c in summed), (filter_gradients, summed)
+    plain = runs.build_trainer(spec, recipe=spec.recipe, precision="bf16", seed=0, fast_ops=False)
+    assert 257 in _bf16_convolution_channels(plain, spec)

@@ -37,6 +37,7 @@ PARTS = (
     "dropout",
     "leaky_relu",
     "bias_gradient",
+    "padded_channels",  # bf16 convolutions sum over a multiple of 16 channels (issue 34's fix)
     "fused_updates",  # Adam as ResourceApplyAdam and the EMA as ResourceApplyGradientDescent (GANTrainer.fast_ops)
     "shared_backward",  # D's backward pass on the fakes shared by both gradients (GANTrainer.share_fake_backward)
 )
@@ -62,6 +63,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--check-numerics", action="store_true",
         help="tf.debugging.enable_check_numerics: a fault that makes a NaN names the first op that made it",
     )  # fmt: skip
+    parser.add_argument(
+        "--trace", action="store_true",
+        help="each step also returns bit sums of D's logits, the fakes, every gradient and every "
+        "variable after the update: a differing pair says in which step, and in which tensor, the runs first part",
+    )  # fmt: skip
     parser.add_argument("--intra-threads", type=int, default=0, help="intra-op threads (0: TensorFlow's default)")
     parser.add_argument("--inter-threads", type=int, default=0, help="inter-op threads (0: TensorFlow's default)")
     parser.add_argument("--seed", type=int, default=0)
@@ -76,6 +82,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f"unknown part(s) {unknown}; choose from {', '.join(PARTS)}")
     if args.b_steps_per_call is None:
         args.b_steps_per_call = args.steps_per_call
+    if args.trace and min(args.steps_per_call, args.b_steps_per_call) < 2:
+        parser.error("--trace wraps train_steps: use --steps-per-call (and --b-steps-per-call) of 2 or more")
     if args.k < 1 or args.pairs < 1 or args.steps_per_call < 1 or args.b_steps_per_call < 1:
         parser.error("--k, --pairs and --steps-per-call must be at least 1")
     return args
@@ -199,7 +207,8 @@ class NumericsFault(Exception):
 
 
 def run_steps(trainer, batches, steps_per_call):
-    """Run the batches; returns each step's values as a dict of float32 arrays (k,)."""
+    """Run the batches; returns each step's values as a dict of float32 arrays (k,) (with ``--trace``, also
+    ``trace``: int64 (k, entries))."""
     import numpy as np
     import tensorflow as tf
 
@@ -210,7 +219,98 @@ def run_steps(trainer, batches, steps_per_call):
             outputs.append(run(*b) if trainer.conditional else run(b))
         except tf.errors.InvalidArgumentError as error:  # only check_numerics raises it in a working step
             raise NumericsFault(str(error)[:4000], len(outputs) * steps_per_call) from error
-    return {key: np.concatenate([np.ravel(np.asarray(o[key], np.float32)) for o in outputs]) for key in outputs[0]}
+    values = {
+        key: np.concatenate([np.ravel(np.asarray(o[key], np.float32)) for o in outputs])
+        for key in outputs[0]
+        if key != "trace"
+    }
+    if "trace" in outputs[0]:
+        values["trace"] = np.concatenate([np.asarray(o["trace"], np.int64).reshape(-1, o["trace"].shape[-1])
+                                          for o in outputs])  # fmt: skip
+    return values
+
+
+def bit_sum(tensor):
+    """A tensor's bit checksum: the sum of its elements' bit patterns (floats as float32), as int64.
+
+    Integer sums are exact and do not depend on the order of summation, so equal tensors give equal
+    sums on every run; a change of any one element changes the sum (up to a vanishingly rare collision).
+    """
+    import tensorflow as tf
+
+    tensor = tf.convert_to_tensor(tensor)
+    if tensor.dtype.is_floating:
+        tensor = tf.bitcast(tf.cast(tensor, tf.float32), tf.int32)
+    return tf.reduce_sum(tf.cast(tensor, tf.int64))
+
+
+def install_trace(trainer, variables) -> list[str]:
+    """Make ``trainer.train_steps`` also return, per step, the bit sums named by the returned list.
+
+    The step itself is the kit's, unchanged: the wrappers below only see tensors the step makes (D's
+    logits through ``losses.discriminator_loss``; the fakes through ``fast.shared_gradients``; each gradient through ``fast.apply_gradients``), and after the step every
+    variable is read (automatic control dependencies order those reads after the step's updates). The
+    added ops only read; they order nothing in the step, but they do keep its tensors alive a little longer.
+    Entries, in order: the forward pass, the gradients, then the variables after the step.
+    """
+    import tensorflow as tf
+
+    from gan_lib.training import fast as fast_package
+    from gan_lib.training import step as step_module
+
+    captured: list[tuple[str, object]] = []
+    names: list[str] = []
+    original_loss = step_module.losses.discriminator_loss
+    original_shared = fast_package.shared_gradients
+    original_apply = fast_package.apply_gradients
+
+    def discriminator_loss(real_logits, fake_logits, *rest):
+        captured.extend([("real_logits", real_logits), ("fake_logits", fake_logits)])
+        return original_loss(real_logits, fake_logits, *rest)
+
+    def shared_gradients(tape, taps, fakes, real_logits, fake_logits, tapped, *rest):
+        # Not D's tapped layer outputs: a read of a convolution's biased output stops grappler's remapper from
+        # fusing it with its bias and activation, and a failed remapper undoes every fusion in the step.
+        captured.append(("fakes", fakes))
+        return original_shared(tape, taps, fakes, real_logits, fake_logits, tapped, *rest)
+
+    def apply_gradients(optimizer, grads, variables_, **kwargs):
+        grads = list(grads)
+        captured.extend((f"grad/{variable_name(v)}", g) for g, v in zip(grads, variables_) if g is not None)
+        return original_apply(optimizer, grads, variables_, **kwargs)
+
+    step_module.losses.discriminator_loss = discriminator_loss
+    fast_package.shared_gradients = shared_gradients
+    fast_package.apply_gradients = apply_gradients
+
+    def traced_steps(images, labels=None):
+        count = tf.shape(images)[0]
+        keys = trainer.step_keys
+        values = {key: tf.TensorArray(tf.float32, size=count) for key in keys}
+        sums = tf.TensorArray(tf.int64, size=count)
+        for i in tf.range(count):
+            captured.clear()
+            result = trainer._step(images[i], None if labels is None else labels[i])
+            entries = [bit_sum(t) for _, t in captured] + [bit_sum(v) for v in variables]
+            names[:] = [name for name, _ in captured] + [f"after/{variable_name(v)}" for v in variables]
+            sums = sums.write(i, tf.stack(entries))
+            values = {key: values[key].write(i, tf.cast(result[key], tf.float32)) for key in keys}
+        return {**{key: array.stack() for key, array in values.items()}, "trace": sums.stack()}
+
+    trainer._compiled_steps = tf.function(traced_steps, jit_compile=False, reduce_retracing=True)
+    return names
+
+
+def trace_difference(a_trace, b_trace, names) -> dict:
+    """Where two runs' traces first part: the step, and the entries (in the step's order) that differ there."""
+    import numpy as np
+
+    rows = np.flatnonzero((a_trace != b_trace).any(axis=1))
+    if not rows.size:
+        return {"first_step": None}
+    step = int(rows[0])
+    differing = [names[j] for j in np.flatnonzero(a_trace[step] != b_trace[step])]
+    return {"first_step": step, "entries_differing": len(differing), "first_entries": differing[:12]}
 
 
 def compare(a_arrays, b_arrays, variables, a_values, b_values) -> dict:
@@ -222,12 +322,12 @@ def compare(a_arrays, b_arrays, variables, a_values, b_values) -> dict:
             diff = float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) if a.size else 0.0
             differing.append({"name": variable_name(variable), "max_abs_diff": diff, "count": int(np.sum(a != b))})
     first_step = None
-    for key in a_values:
+    for key in (k for k in a_values if k != "trace"):
         unequal = np.flatnonzero(a_values[key].view(np.uint32) != b_values[key].view(np.uint32))
         if unequal.size:
             first_step = int(unequal[0]) if first_step is None else min(first_step, int(unequal[0]))
     nonfinite = {
-        run: int(sum(int(np.sum(~np.isfinite(v))) for v in values.values()))
+        run: int(sum(int(np.sum(~np.isfinite(v))) for key, v in values.items() if key != "trace"))
         for run, values in (("a", a_values), ("b", b_values))
     }
     around = {}
@@ -282,6 +382,7 @@ def main(argv=None) -> int:
     images = dataset.x_train
     labels = dataset.y_train if spec.conditional else None
     variables = state_variables(trainer)
+    trace_names = install_trace(trainer, variables) if args.trace else None
     header = {
         "label": args.label,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -293,6 +394,7 @@ def main(argv=None) -> int:
         "b_steps_per_call": args.b_steps_per_call,
         "op_determinism": args.op_determinism,
         "check_numerics": args.check_numerics,
+        "trace": args.trace,
         "intra_threads": tf.config.threading.get_intra_op_parallelism_threads(),
         "inter_threads": tf.config.threading.get_inter_op_parallelism_threads(),
         "k": args.k,
@@ -302,7 +404,11 @@ def main(argv=None) -> int:
         "data_is_sample": dataset.is_sample,
         "num_variables": len(variables),
         "tensorflow": tf.__version__,
-        "onednn_env": {k: v for k, v in os.environ.items() if k.startswith(("ONEDNN", "DNNL", "TF_ENABLE_ONEDNN"))},
+        "onednn_env": {
+            k: v
+            for k, v in os.environ.items()
+            if k.startswith(("ONEDNN", "DNNL", "TF_ENABLE_ONEDNN", "MALLOC_", "LD_PRELOAD"))
+        },
         "machine": machine(),
         "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
     }
@@ -354,6 +460,9 @@ def main(argv=None) -> int:
         b_arrays = snapshot_arrays(variables)
         t2 = time.perf_counter()
         result = compare(a_arrays, b_arrays, variables, a_values, b_values)
+        if trace_names is not None:
+            result["trace"] = trace_difference(a_values["trace"], b_values["trace"], trace_names)
+            result["equal"] = result["equal"] and result["trace"]["first_step"] is None
         pairs_done += 1
         mismatches += not result["equal"]
         emit(

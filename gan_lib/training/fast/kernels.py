@@ -75,6 +75,14 @@ the two apart. Summing the output gradient in the convolution's own
 custom gradient keeps them apart. It pays in fp32 and not in bf16, so the
 trainer uses it for fp32 on a CPU.
 
+**Channels padded to a multiple of 16 in bf16** (:func:`padded_channels`). oneDNN's bf16 convolutions
+on an AMD EPYC Zen 4 (AVX512-BF16, no AMX; TensorFlow 2.21) read memory they never wrote when the
+channels they sum over are not a multiple of 16: the cGAN generator's 256 noise maps and 1 label map
+(257 channels) into its first transposed convolution. The stray values meet zero weights, so finite
+ones change nothing; the rare NaN or infinity among them makes the whole step NaN (issue 34,
+``benchmarks/determinism/``). Zero channels up to the next multiple of 16, in the input and the kernel,
+give the same sums from memory that is written; it costs 272/257 of that layer's arithmetic.
+
 **Strided transposed convolutions to few channels** (:func:`transposed_convolution`):
 a generator's last layer (64 maps to an image's 1 or 3 channels) and the input
 gradient of a discriminator's first layer. oneDNN runs these on a kernel that
@@ -112,7 +120,11 @@ MIN_IN_CHANNELS = 8
 # same value, but a separate choice: one is where im2col stops paying, the other where the sub-pixel form starts.
 SUBPIXEL_MAX_CHANNELS = 8
 # The layer switches of use_fast_ops, by keyword; it returns how many layers each one switched.
-LAYER_PARTS = ("filter_gradients", "few_channels", "batchnorm", "dropout", "leaky_relu", "bias_gradient")
+LAYER_PARTS = (
+    "filter_gradients", "few_channels", "batchnorm", "dropout", "leaky_relu", "bias_gradient", "padded_channels",
+)  # fmt: skip
+# bf16 convolutions sum over a multiple of this many channels (zero-padded up to it): see padded_channels.
+CHANNEL_MULTIPLE = 16
 # Stride 1 with more taps than this (5×5): the batch/channel-swapped convolution instead of im2col. On the
 # MNIST generator's 7×7 layer (bf16, AMD EPYC Zen 5) im2col took 19.8 ms against the swapped convolution's
 # 22.7 ms with 4×4 kernels, and 30.4 ms against 29.2 ms with 5×5 kernels.
@@ -127,6 +139,30 @@ def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int, int]:
     out = -(-size // stride)
     total = max((out - 1) * stride + kernel - size, 0)
     return out, total // 2, total - total // 2
+
+
+def padded_channels(x: tf.Tensor, kernel: tf.Tensor, kernel_axis: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """``x`` (B, H, W, C) and ``kernel`` with C zero channels more, up to a multiple of :data:`CHANNEL_MULTIPLE`.
+
+    ``kernel_axis``: the kernel's axis that meets x's channels (2 for ``conv2d``'s (kh, kw, C, co), 3 for a
+    transposed convolution's (kh, kw, co, C)). The convolution's result is the same: the added channels are
+    zero in both. Only for bfloat16, and only from :data:`MIN_IN_CHANNELS` channels up; anything else is
+    returned as it is. Why: oneDNN's bf16 kernels read unwritten memory for the missing channels (module notes).
+    """
+    channels = x.shape[-1]
+    extra = -channels % CHANNEL_MULTIPLE if channels is not None else 0
+    if x.dtype != tf.bfloat16 or not extra or channels < MIN_IN_CHANNELS:
+        return x, kernel
+    widths = [[0, 0]] * 4
+    x = tf.pad(x, widths[:3] + [[0, extra]])
+    kernel = tf.pad(kernel, [[0, extra] if axis == kernel_axis else [0, 0] for axis in range(4)])
+    return x, kernel
+
+
+def conv2d_same(x: tf.Tensor, kernel: tf.Tensor, stride: int) -> tf.Tensor:
+    """``tf.nn.conv2d(x, kernel, stride, "SAME")``, x's channels (kernel axis 2) padded by :func:`padded_channels`."""
+    x, kernel = padded_channels(x, kernel, kernel_axis=2)
+    return tf.nn.conv2d(x, kernel, stride, "SAME")
 
 
 def tensorflow_filter_gradient(x: tf.Tensor, dy: tf.Tensor, kernel_size: tuple[int, int], stride: int) -> tf.Tensor:
@@ -169,6 +205,7 @@ def swapped_filter_gradient(x: tf.Tensor, dy: tf.Tensor, kernel_size: tuple[int,
     """
     images = tf.transpose(_pad_same(x, kernel_size, 1), [3, 1, 2, 0])  # (ci, Hp, Wp, B): ci "images" of B channels
     filters = tf.transpose(dy, [1, 2, 0, 3])  # (Ho, Wo, B, co)
+    images, filters = padded_channels(images, filters, kernel_axis=2)  # it sums over the batch
     grad = tf.nn.conv2d(images, filters, 1, "VALID")  # (ci, kh, kw, co)
     return tf.transpose(grad, [1, 2, 0, 3])
 
@@ -231,6 +268,7 @@ def transposed_convolution(x: tf.Tensor, kernel: tf.Tensor, stride: int, output_
     """
     batch, height, width, _ = x.shape
     kh, kw, co, _ = kernel.shape
+    x, kernel = padded_channels(x, kernel, kernel_axis=3)  # the channels it sums over: x's
     exact_multiple = tuple(output_size) == (height * stride, width * stride)
     if co < SUBPIXEL_MAX_CHANNELS and stride > 1 and kh == kw and exact_multiple:
         _, pad_h, _ = same_padding(output_size[0], kh, stride)
@@ -278,24 +316,27 @@ def input_gradient(x: tf.Tensor, kernel: tf.Tensor, dy: tf.Tensor, stride: int) 
     return transposed_convolution(dy, kernel, stride, x.shape[1:3])
 
 
-def conv2d(x: tf.Tensor, kernel: tf.Tensor, stride: int) -> tf.Tensor:
+def conv2d(x: tf.Tensor, kernel: tf.Tensor, stride: int, weight_gradient=None) -> tf.Tensor:
     """``tf.nn.conv2d(x, kernel, stride, "SAME")`` whose weight gradient is :func:`filter_gradient`.
 
-    ``x``: (B, H, W, ci); ``kernel``: (kh, kw, ci, co) -> (B, ⌈H/s⌉, ⌈W/s⌉, co).
+    ``x``: (B, H, W, ci); ``kernel``: (kh, kw, ci, co) -> (B, ⌈H/s⌉, ⌈W/s⌉, co). ``weight_gradient``: another
+    function of :func:`filter_gradient`'s arguments to take it (:func:`tensorflow_filter_gradient`).
     """
+    weight_gradient = weight_gradient or filter_gradient
 
     @tf.custom_gradient
     def op(x, kernel):
         def grad(dy):
-            return input_gradient(x, kernel, dy, stride), filter_gradient(x, dy, kernel.shape[:2], stride)
+            return input_gradient(x, kernel, dy, stride), weight_gradient(x, dy, kernel.shape[:2], stride)
 
-        return tf.nn.conv2d(x, kernel, stride, "SAME"), grad
+        return conv2d_same(x, kernel, stride), grad
 
     return op(x, tf.convert_to_tensor(kernel))  # a tensor, not the variable: custom_gradient sees no variable
 
 
-def conv2d_transpose(x: tf.Tensor, kernel: tf.Tensor, stride: int) -> tf.Tensor:
-    """The "SAME" transposed convolution of Keras' ``Conv2DTranspose``, with :func:`filter_gradient`.
+def conv2d_transpose(x: tf.Tensor, kernel: tf.Tensor, stride: int, weight_gradient=None) -> tf.Tensor:
+    """The "SAME" transposed convolution of Keras' ``Conv2DTranspose``, with :func:`filter_gradient`
+    (or ``weight_gradient``, as for :func:`conv2d`).
 
     ``x``: (B, H, W, ci); ``kernel``: (kh, kw, co, ci) -> (B, H·s, W·s, co). A
     transposed convolution is the input gradient of the convolution ``kernel``
@@ -303,12 +344,13 @@ def conv2d_transpose(x: tf.Tensor, kernel: tf.Tensor, stride: int) -> tf.Tensor:
     with the output's gradient as the input and ``x`` as the output gradient.
     """
     output_size = (x.shape[1] * stride, x.shape[2] * stride)
+    weight_gradient = weight_gradient or filter_gradient
 
     @tf.custom_gradient
     def op(x, kernel):
         def grad(dy):
-            dx = tf.nn.conv2d(dy, kernel, stride, "SAME")
-            return dx, filter_gradient(dy, x, kernel.shape[:2], stride)
+            dx = conv2d_same(dy, kernel, stride)
+            return dx, weight_gradient(dy, x, kernel.shape[:2], stride)
 
         return transposed_convolution(x, kernel, stride, output_size), grad
 
@@ -382,13 +424,15 @@ def _plain_conv(layer: keras.layers.Layer) -> bool:
     return layer.groups == 1
 
 
-def _use_fastpath_convolution(layer: keras.layers.Layer) -> None:
-    """Route a :func:`_plain_conv` layer through :func:`conv2d_transpose` or :func:`conv2d`."""
+def _use_fastpath_convolution(layer: keras.layers.Layer, weight_gradient=None) -> None:
+    """Route a :func:`_plain_conv` layer through :func:`conv2d_transpose` or :func:`conv2d` (with
+    ``weight_gradient``, default :func:`filter_gradient`)."""
     if isinstance(layer, keras.layers.Conv2DTranspose):
+        layer._gan_kit_weight_gradient = weight_gradient
         layer.call = types.MethodType(_conv_transpose_call, layer)
     else:
         stride = layer.strides[0]
-        layer.convolution_op = lambda inputs, kernel: conv2d(inputs, kernel, stride)
+        layer.convolution_op = lambda inputs, kernel: conv2d(inputs, kernel, stride, weight_gradient)
 
 
 def leaky_relu_call(layer, inputs):
@@ -410,7 +454,8 @@ def leaky_relu_call(layer, inputs):
 
 def _conv_transpose_call(layer, inputs):
     """``Conv2DTranspose.call`` with :func:`conv2d_transpose`; bias and activation as Keras adds them."""
-    outputs = conv2d_transpose(inputs, layer.kernel, layer.strides[0])
+    weight_gradient = getattr(layer, "_gan_kit_weight_gradient", None)
+    outputs = conv2d_transpose(inputs, layer.kernel, layer.strides[0], weight_gradient)
     if layer.use_bias:
         outputs = outputs + layer.bias
     return layer.activation(outputs) if layer.activation is not None else outputs
@@ -494,6 +539,7 @@ def use_fast_ops(
     dropout: bool = True,
     leaky_relu: bool = True,
     bias_gradient: bool = True,
+    padded_channels: bool = True,
 ) -> dict[str, int]:
     """Switch the model's layers to the fast path; returns how many of each kind were switched.
 
@@ -508,7 +554,10 @@ def use_fast_ops(
     bias gradient apart (:func:`conv2d_with_bias`). ``few_channels``: the strided layers left whose
     transposed convolution has few output channels (an image-sized ``Conv2DTranspose``'s forward pass, a
     first ``Conv2D``'s input gradient) compute it with :func:`transposed_convolution`, as the layers
-    above already do. Other layers, and subclasses that write their own ``call``, keep their code. The
+    above already do. ``padded_channels``: bf16 layers left that sum over a channel count that is not a
+    multiple of :data:`CHANNEL_MULTIPLE` (see :func:`padded_channels`) run the same functions with
+    TensorFlow's weight gradients, so that their channels are padded (the layers above are padded already).
+    Other layers, and subclasses that write their own ``call``, keep their code. The
     switch is an attribute on each layer object, so ``clone_model``, ``model.save`` and loading see plain
     Keras layers; calling it again changes nothing more.
     """
@@ -525,6 +574,9 @@ def use_fast_ops(
         elif few_channels and _few_channel_conv(layer):
             _use_fastpath_convolution(layer)
             switched["few_channels"] += 1
+        elif padded_channels and _unpadded_conv(layer):
+            _use_fastpath_convolution(layer, weight_gradient=tensorflow_filter_gradient)
+            switched["padded_channels"] += 1
         elif batchnorm and _fusable_batchnorm(layer):
             layer.call = types.MethodType(fused_batchnorm_call, layer)
             switched["batchnorm"] += 1
@@ -549,6 +601,15 @@ def _few_channel_conv(layer: keras.layers.Layer) -> bool:
     return _plain_conv(layer) and layer.kernel.shape[2] < SUBPIXEL_MAX_CHANNELS and layer.strides[0] > 1
 
 
+def _unpadded_conv(layer: keras.layers.Layer) -> bool:
+    """A bf16 :func:`_plain_conv` layer whose convolutions sum over channels :func:`padded_channels` would pad:
+    kernel axis 2 or 3 (a ``Conv2D``'s input and output channels, a ``Conv2DTranspose``'s output and input
+    channels) from :data:`MIN_IN_CHANNELS` up and not a multiple of :data:`CHANNEL_MULTIPLE`."""
+    if not _plain_conv(layer) or layer.compute_dtype != "bfloat16":
+        return False
+    return any(c >= MIN_IN_CHANNELS and c % CHANNEL_MULTIPLE for c in layer.kernel.shape[2:])
+
+
 def _biased_conv(layer: keras.layers.Layer) -> bool:
     """A plain (see :func:`_plain_geometry`), ungrouped ``Conv2D`` (not a transposed one) with a bias."""
     return type(layer) is keras.layers.Conv2D and layer.use_bias and layer.groups == 1 and _plain_geometry(layer)
@@ -560,7 +621,8 @@ def prepare_for_training(*networks: keras.Model) -> None:
     Fused BatchNorm, the cheaper Dropout masks and LeakyReLU's gradient from its output always; the fast
     weight gradients only when the networks compute in bfloat16, no GPU is visible and this CPU's probe finds
     them faster (:func:`fast_filter_gradients_pay`); the sub-pixel transposed convolutions (``few_channels``)
-    with no GPU, and the bias gradient apart only in float32 with no GPU: where each measured faster (docs/speed.md). The switches: :func:`default_parts`, for the first network's compute dtype. Which networks to
+    with no GPU, and the bias gradient apart only in float32 with no GPU: where each measured faster (docs/speed.md);
+    channels padded to a multiple of 16 in bfloat16 with no GPU, against a oneDNN fault (:func:`padded_channels`). The switches: :func:`default_parts`, for the first network's compute dtype. Which networks to
     pass is the trainers' choice (by default the kit's own: :func:`gan_lib.training.trainer.fast_layer_networks`).
     """
     if not networks:
@@ -583,6 +645,7 @@ def default_parts(compute_dtype: str, on_cpu: bool) -> dict[str, bool]:
         "dropout": True,
         "leaky_relu": True,
         "bias_gradient": on_cpu and compute_dtype == "float32",
+        "padded_channels": on_cpu and compute_dtype == "bfloat16",
     }
 
 
