@@ -30,7 +30,7 @@ def summarize(path: str) -> str:
                 if not record["equal"]:
                     first_mismatch.setdefault(record["label"], record)
     lines = [
-        f"{'configuration':32} {'precision':9} {'per call':8} {'op det.':7} {'intra':5} "
+        f"{'configuration':46} {'precision':9} {'per call':8} {'op det.':7} {'intra':5} "
         f"{'pairs':>6} {'mismatched':>10} {'steps compared':>14} {'seconds':>8}",
     ]
     for label, row in rows.items():
@@ -41,7 +41,7 @@ def summarize(path: str) -> str:
             else ""
         )
         lines.append(
-            f"{label:32} {h.get('precision', '?'):9} {per_call:8} {str(h.get('op_determinism', '?')):7} "
+            f"{label:46} {h.get('precision', '?'):9} {per_call:8} {str(h.get('op_determinism', '?')):7} "
             f"{h.get('intra_threads', '?')!s:5} {row['pairs']:>6} {row['mismatched']:>10} {row['steps']:>14} "
             f"{row['seconds']:>8.0f}"
         )
