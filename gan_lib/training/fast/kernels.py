@@ -205,7 +205,6 @@ def swapped_filter_gradient(x: tf.Tensor, dy: tf.Tensor, kernel_size: tuple[int,
     """
     images = tf.transpose(_pad_same(x, kernel_size, 1), [3, 1, 2, 0])  # (ci, Hp, Wp, B): ci "images" of B channels
     filters = tf.transpose(dy, [1, 2, 0, 3])  # (Ho, Wo, B, co)
-    images, filters = padded_channels(images, filters, kernel_axis=2)  # it sums over the batch
     grad = tf.nn.conv2d(images, filters, 1, "VALID")  # (ci, kh, kw, co)
     return tf.transpose(grad, [1, 2, 0, 3])
 
