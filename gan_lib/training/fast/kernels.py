@@ -81,7 +81,9 @@ channels they sum over are not a multiple of 16: the cGAN generator's 256 noise 
 (257 channels) into its first transposed convolution. The stray values meet zero weights, so finite
 ones change nothing; the rare NaN or infinity among them makes the whole step NaN (issue 34,
 ``benchmarks/determinism/``). Zero channels up to the next multiple of 16, in the input and the kernel,
-give the same sums from memory that is written; it costs 272/257 of that layer's arithmetic.
+give the same sums from memory that is written; it costs 272/257 of that layer's arithmetic. Not in
+:func:`swapped_filter_gradient`, which sums over the batch: padding a batch of 8 there made TensorFlow's MKL
+layout pass abort.
 
 **Strided transposed convolutions to few channels** (:func:`transposed_convolution`):
 a generator's last layer (64 maps to an image's 1 or 3 channels) and the input
