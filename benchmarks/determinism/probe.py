@@ -322,12 +322,12 @@ def compare(a_arrays, b_arrays, variables, a_values, b_values) -> dict:
             diff = float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) if a.size else 0.0
             differing.append({"name": variable_name(variable), "max_abs_diff": diff, "count": int(np.sum(a != b))})
     first_step = None
-    for key in (k for k in a_values if k != "trace"):
+    for key in a_values:
         unequal = np.flatnonzero(a_values[key].view(np.uint32) != b_values[key].view(np.uint32))
         if unequal.size:
             first_step = int(unequal[0]) if first_step is None else min(first_step, int(unequal[0]))
     nonfinite = {
-        run: int(sum(int(np.sum(~np.isfinite(v))) for key, v in values.items() if key != "trace"))
+        run: int(sum(int(np.sum(~np.isfinite(v))) for v in values.values()))
         for run, values in (("a", a_values), ("b", b_values))
     }
     around = {}
@@ -459,9 +459,10 @@ def main(argv=None) -> int:
             continue
         b_arrays = snapshot_arrays(variables)
         t2 = time.perf_counter()
+        a_trace, b_trace = a_values.pop("trace", None), b_values.pop("trace", None)
         result = compare(a_arrays, b_arrays, variables, a_values, b_values)
         if trace_names is not None:
-            result["trace"] = trace_difference(a_values["trace"], b_values["trace"], trace_names)
+            result["trace"] = trace_difference(a_trace, b_trace, trace_names)
             result["equal"] = result["equal"] and result["trace"]["first_step"] is None
         pairs_done += 1
         mismatches += not result["equal"]

@@ -76,12 +76,12 @@ custom gradient keeps them apart. It pays in fp32 and not in bf16, so the
 trainer uses it for fp32 on a CPU.
 
 **Channels padded to a multiple of 16 in bf16** (:func:`padded_channels`). oneDNN's bf16 convolutions
-on an AMD EPYC Zen 4 (AVX512-BF16, no AMX; TensorFlow 2.21) read memory they never wrote when the
-channels they sum over are not a multiple of 16: the cGAN generator's 256 noise maps and 1 label map
-(257 channels) into its first transposed convolution. The stray values meet zero weights, so finite
-ones change nothing; the rare NaN or infinity among them makes the whole step NaN (issue 34,
-``benchmarks/determinism/``). Zero channels up to the next multiple of 16, in the input and the kernel,
-give the same sums from memory that is written; it costs 272/257 of that layer's arithmetic. Not in
+on an AMD EPYC Zen 4 (AVX512-BF16, no AMX; TensorFlow 2.21) that sum over 257 channels (the cGAN
+generator's 256 noise maps and 1 label map, into its first transposed convolution) read memory they
+never wrote; over 256, 264 or 272 channels they did not. Finite values read there changed no result
+bit, and a rare NaN among them made the whole step NaN (issue 34, ``benchmarks/determinism/``). Zero
+channels up to the next multiple of 16, in the input and the kernel, give the same sums from memory
+that is written; it costs 272/257 of that layer's arithmetic. Not in
 :func:`swapped_filter_gradient`, which sums over the batch: padding a batch of 8 there made TensorFlow's MKL
 layout pass abort.
 
@@ -155,8 +155,7 @@ def padded_channels(x: tf.Tensor, kernel: tf.Tensor, kernel_axis: int) -> tuple[
     extra = -channels % CHANNEL_MULTIPLE if channels is not None else 0
     if x.dtype != tf.bfloat16 or not extra or channels < MIN_IN_CHANNELS:
         return x, kernel
-    widths = [[0, 0]] * 4
-    x = tf.pad(x, widths[:3] + [[0, extra]])
+    x = tf.pad(x, [[0, 0]] * 3 + [[0, extra]])
     kernel = tf.pad(kernel, [[0, extra] if axis == kernel_axis else [0, 0] for axis in range(4)])
     return x, kernel
 
